@@ -1,0 +1,40 @@
+// hello: GET /{name} answers the configured greeting as JSON. The smallest complete plugin.
+#include <trellis/plugin.hpp>
+
+namespace {
+
+constexpr const char* config_schema = R"({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "properties": {
+    "greeting": {"type": "string", "minLength": 1, "maxLength": 200}
+  },
+  "additionalProperties": false
+})";
+
+class Hello final : public trellis::Plugin {
+public:
+    static trellis::PluginInfo info() {
+        return {"hello", HELLO_VERSION, "Greets whoever the path names", {}, config_schema};
+    }
+
+    void init(trellis::Context& context) override {
+        greeting_ = context.config().value("greeting", std::string("Hello"));
+        trellis::RouteInfo doc;
+        doc.summary = "Greet someone";
+        doc.tags = {"hello"};
+        doc.response_schema = {{"type", "object"},
+                               {"properties", {{"greeting", {{"type", "string"}}}, {"name", {{"type", "string"}}}}}};
+        context.get("/{name}", [this](trellis::Request& request, trellis::Response& response) {
+            std::string name(request.param("name").value_or(""));
+            response.json({{"greeting", greeting_ + ", " + name + "!"}, {"name", name}});
+        }, doc);
+    }
+
+private:
+    std::string greeting_;  // set once in init, read-only while serving
+};
+
+}  // namespace
+
+TRELLIS_PLUGIN(Hello)

@@ -1,0 +1,504 @@
+// trellis/plugin.hpp - the C++17 SDK for writing Trellis plugins, header-only, over abi.h.
+// Plugin authors write against this; it never lets an exception reach the C boundary.
+#ifndef TRELLIS_PLUGIN_HPP
+#define TRELLIS_PLUGIN_HPP
+
+#include <trellis/abi.h>
+
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace trellis {
+
+using json = nlohmann::json;
+
+/// Describes a plugin; returned by the static `info()` of the class given to TRELLIS_PLUGIN.
+struct PluginInfo {
+    std::string name;                       ///< [a-z][a-z0-9_]*, the key under `plugins:` in config
+    std::string version;                    ///< the plugin's own version
+    std::string description;                ///< one line
+    std::vector<std::string> dependencies;  ///< plugins that must start first
+    std::string config_schema;              ///< JSON Schema (text) of the config section, or empty
+};
+
+/// An error that becomes an HTTP answer: throw it from a handler or middleware and the client
+/// receives an application/problem+json document with this status, code and detail.
+class HttpError : public std::runtime_error {
+public:
+    HttpError(int status, std::string code, std::string detail, json extensions = json::object())
+        : std::runtime_error(detail), status_(status), code_(std::move(code)), extensions_(std::move(extensions)) {}
+    int status() const noexcept { return status_; }
+    const std::string& code() const noexcept { return code_; }
+    std::string detail() const { return what(); }
+    /// Extra members merged into the problem document (e.g. {"errors": [...]}).
+    const json& extensions() const noexcept { return extensions_; }
+
+private:
+    int status_;
+    std::string code_;
+    json extensions_;
+};
+
+namespace detail {
+inline std::string_view view(trellis_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view(); }
+inline trellis_str str(std::string_view s) { return trellis_str{s.data(), s.size()}; }
+}  // namespace detail
+
+/// Writes log lines attributed to the plugin. Usable from any thread.
+class Logger {
+public:
+    Logger(const trellis_host_api* api, trellis_host* host) : api_(api), host_(host) {}
+    void log(trellis_log_level level, std::string_view message) const { api_->log(host_, level, detail::str(message)); }
+    void trace(std::string_view m) const { log(TRELLIS_LOG_TRACE, m); }
+    void debug(std::string_view m) const { log(TRELLIS_LOG_DEBUG, m); }
+    void info(std::string_view m) const { log(TRELLIS_LOG_INFO, m); }
+    void warn(std::string_view m) const { log(TRELLIS_LOG_WARN, m); }
+    void error(std::string_view m) const { log(TRELLIS_LOG_ERROR, m); }
+
+private:
+    const trellis_host_api* api_;
+    trellis_host* host_;
+};
+
+/// A request in flight. Views returned by its accessors are valid until the handler returns.
+class Request {
+public:
+    using Fields = std::vector<std::pair<std::string_view, std::string_view>>;
+
+    Request(const trellis_host_api* api, trellis_request* raw) : api_(api), raw_(raw) {}
+
+    std::string_view method() const { return detail::view(api_->request_method(raw_)); }
+    /// The path as received (percent-encoded), without the query.
+    std::string_view path() const { return detail::view(api_->request_path(raw_)); }
+    std::string_view query_string() const { return detail::view(api_->request_query(raw_)); }
+    std::string_view body() const { return detail::view(api_->request_body(raw_)); }
+
+    /// A header, case-insensitively.
+    std::optional<std::string_view> header(std::string_view name) const { return get(TRELLIS_FIELD_HEADER, name); }
+    /// A query parameter, percent-decoded (the first when repeated).
+    std::optional<std::string_view> query(std::string_view name) const { return get(TRELLIS_FIELD_QUERY, name); }
+    /// A path parameter of the matched route ("/items/{id}" gives param("id")), decoded.
+    std::optional<std::string_view> param(std::string_view name) const { return get(TRELLIS_FIELD_PATH_PARAM, name); }
+    /// A per-request attribute set by middleware (by convention JSON text).
+    std::optional<std::string_view> attribute(std::string_view name) const {
+        return get(TRELLIS_FIELD_ATTRIBUTE, name);
+    }
+    /// Sets an attribute for the middleware and handler that run after this one.
+    void set_attribute(std::string_view name, std::string_view value) {
+        if (api_->request_set_attribute(raw_, detail::str(name), detail::str(value)) != TRELLIS_OK)
+            throw std::runtime_error("cannot set request attribute '" + std::string(name) + "'");
+    }
+
+    Fields headers() const { return all(TRELLIS_FIELD_HEADER); }
+    Fields query_params() const { return all(TRELLIS_FIELD_QUERY); }
+    Fields params() const { return all(TRELLIS_FIELD_PATH_PARAM); }
+    Fields attributes() const { return all(TRELLIS_FIELD_ATTRIBUTE); }
+
+    /// The body parsed as JSON; a body that is not JSON is answered with 400 problem+json.
+    json json_body() const {
+        try {
+            return json::parse(body());
+        } catch (const json::parse_error& e) {
+            throw HttpError(400, "invalid_json", std::string("The request body is not valid JSON: ") + e.what());
+        }
+    }
+
+    /// The host's request id (also sent back as X-Request-ID), for log lines.
+    std::string_view request_id() const { return attribute("trellis.request_id").value_or(std::string_view()); }
+
+    trellis_request* raw() const { return raw_; }
+
+private:
+    std::optional<std::string_view> get(trellis_field_kind kind, std::string_view name) const {
+        trellis_str value{nullptr, 0};
+        if (api_->request_field_get(raw_, kind, detail::str(name), &value) != TRELLIS_OK) return std::nullopt;
+        return detail::view(value);
+    }
+    Fields all(trellis_field_kind kind) const {
+        Fields out;
+        size_t count = api_->request_field_count(raw_, kind);
+        for (size_t i = 0; i < count; ++i) {
+            trellis_str name{nullptr, 0}, value{nullptr, 0};
+            if (api_->request_field_at(raw_, kind, i, &name, &value) == TRELLIS_OK)
+                out.emplace_back(detail::view(name), detail::view(value));
+        }
+        return out;
+    }
+
+    const trellis_host_api* api_;
+    trellis_request* raw_;
+};
+
+/// The response being built. Status defaults to 200.
+class Response {
+public:
+    Response(const trellis_host_api* api, trellis_response* raw) : api_(api), raw_(raw) {}
+
+    Response& status(int code) {
+        check(api_->response_set_status(raw_, code), "status");
+        return *this;
+    }
+    int status() const { return api_->response_status(raw_); }
+
+    /// Replaces a header; an empty value removes it. CR and LF are refused.
+    Response& header(std::string_view name, std::string_view value) {
+        check(api_->response_set_header(raw_, detail::str(name), detail::str(value)), "header");
+        return *this;
+    }
+    Response& add_header(std::string_view name, std::string_view value) {
+        check(api_->response_add_header(raw_, detail::str(name), detail::str(value)), "header");
+        return *this;
+    }
+    std::optional<std::string_view> header(std::string_view name) const {
+        trellis_str value{nullptr, 0};
+        if (api_->response_header(raw_, detail::str(name), &value) != TRELLIS_OK) return std::nullopt;
+        return detail::view(value);
+    }
+
+    Response& body(std::string_view bytes) {
+        check(api_->response_set_body(raw_, detail::str(bytes)), "body");
+        return *this;
+    }
+    std::string_view body() const { return detail::view(api_->response_body(raw_)); }
+
+    /// A JSON body with Content-Type application/json.
+    Response& json(const nlohmann::json& value) {
+        header("Content-Type", "application/json");
+        return body(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    /// A text body with Content-Type text/plain; charset=utf-8.
+    Response& text(std::string_view value) {
+        header("Content-Type", "text/plain; charset=utf-8");
+        return body(value);
+    }
+    /// An RFC 9457 problem document, as HttpError produces.
+    Response& problem(int code, std::string_view error_code, std::string_view detail_text, std::string_view instance,
+                      const nlohmann::json& extensions = nlohmann::json::object()) {
+        nlohmann::json doc = extensions.is_object() ? extensions : nlohmann::json::object();
+        doc["type"] = "about:blank";
+        doc["title"] = title(code);
+        doc["status"] = code;
+        doc["code"] = error_code;
+        if (!detail_text.empty()) doc["detail"] = detail_text;
+        if (!instance.empty()) doc["instance"] = instance;
+        status(code);
+        header("Content-Type", "application/problem+json");
+        return body(doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
+    trellis_response* raw() const { return raw_; }
+
+private:
+    static void check(trellis_status status, const char* what) {
+        if (status != TRELLIS_OK) throw std::invalid_argument(std::string("invalid response ") + what);
+    }
+    static const char* title(int code) {
+        switch (code) {
+            case 400: return "Bad Request";
+            case 401: return "Unauthorized";
+            case 403: return "Forbidden";
+            case 404: return "Not Found";
+            case 405: return "Method Not Allowed";
+            case 409: return "Conflict";
+            case 412: return "Precondition Failed";
+            case 415: return "Unsupported Media Type";
+            case 422: return "Unprocessable Content";
+            case 429: return "Too Many Requests";
+            case 503: return "Service Unavailable";
+            default: return code >= 500 ? "Server Error" : "Client Error";
+        }
+    }
+
+    const trellis_host_api* api_;
+    trellis_response* raw_;
+};
+
+/// The rest of the middleware chain. Call it at most once; an error further down is passed
+/// back up by the SDK after your middleware returns.
+class Next {
+public:
+    Next(const trellis_host_api* api, trellis_next* raw) : api_(api), raw_(raw) {}
+    void operator()() {
+        if (called_) throw std::logic_error("next() called twice");
+        called_ = true;
+        status_ = api_->next(raw_);
+    }
+    bool called() const { return called_; }
+    trellis_status status() const { return status_; }
+
+private:
+    const trellis_host_api* api_;
+    trellis_next* raw_;
+    bool called_ = false;
+    trellis_status status_ = TRELLIS_OK;
+};
+
+using Handler = std::function<void(Request&, Response&)>;
+using Middleware = std::function<void(Request&, Response&, Next&)>;
+
+/// Optional route metadata for generated API documents.
+struct RouteInfo {
+    std::string summary;
+    std::vector<std::string> tags;
+    nlohmann::json request_schema;   ///< JSON Schema of the request body, or null
+    nlohmann::json response_schema;  ///< JSON Schema of the success body, or null
+};
+
+namespace detail {
+
+struct RouteSlot {
+    const trellis_host_api* api;
+    Handler handler;
+};
+struct MiddlewareSlot {
+    const trellis_host_api* api;
+    Middleware middleware;
+};
+
+// Turns whatever a handler throws into a response (HttpError) or an ABI error code.
+template <typename Body>
+trellis_status guard(const trellis_host_api* api, trellis_request* req, trellis_response* resp, Body&& body) noexcept {
+    try {
+        return body();
+    } catch (const HttpError& e) {
+        try {
+            Response(api, resp).problem(e.status(), e.code(), e.detail(), detail::view(api->request_path(req)),
+                                        e.extensions());
+            return TRELLIS_OK;
+        } catch (...) {
+            api->request_set_error(req, str("could not write the problem response"));
+            return TRELLIS_ERROR;
+        }
+    } catch (const std::bad_alloc&) {
+        api->request_set_error(req, str("out of memory"));
+        return TRELLIS_ERROR_NO_MEMORY;
+    } catch (const std::exception& e) {
+        api->request_set_error(req, str(e.what()));
+        return TRELLIS_ERROR;
+    } catch (...) {
+        api->request_set_error(req, str("unknown exception"));
+        return TRELLIS_ERROR;
+    }
+}
+
+inline trellis_status on_request(void* user_data, trellis_request* req, trellis_response* resp) {
+    auto* slot = static_cast<RouteSlot*>(user_data);
+    return guard(slot->api, req, resp, [&] {
+        Request request(slot->api, req);
+        Response response(slot->api, resp);
+        slot->handler(request, response);
+        return TRELLIS_OK;
+    });
+}
+
+inline trellis_status on_middleware(void* user_data, trellis_request* req, trellis_response* resp,
+                                    trellis_next* next_raw) {
+    auto* slot = static_cast<MiddlewareSlot*>(user_data);
+    return guard(slot->api, req, resp, [&] {
+        Request request(slot->api, req);
+        Response response(slot->api, resp);
+        Next next(slot->api, next_raw);
+        slot->middleware(request, response, next);
+        return next.called() ? next.status() : TRELLIS_OK;
+    });
+}
+
+}  // namespace detail
+
+class Plugin;
+
+/// What a plugin's init() receives: its configuration, its logger, and registration.
+class Context {
+public:
+    Context(const trellis_host_api* api, trellis_host* host, const nlohmann::json& config,
+            std::deque<detail::RouteSlot>& routes, std::deque<detail::MiddlewareSlot>& middleware)
+        : api_(api), host_(host), config_(config), logger_(api, host), routes_(routes), middleware_(middleware) {}
+
+    /// The plugin's `config:` section, already validated against its schema.
+    const nlohmann::json& config() const { return config_; }
+    const Logger& log() const { return logger_; }
+
+    /// Registers a handler for METHOD and a path template relative to the plugin's mount.
+    void route(std::string_view method, std::string_view path, Handler handler, const RouteInfo& info = {}) {
+        routes_.push_back(detail::RouteSlot{api_, std::move(handler)});
+        std::string tags = info.tags.empty() ? std::string() : nlohmann::json(info.tags).dump();
+        std::string request_schema = info.request_schema.is_null() ? std::string() : info.request_schema.dump();
+        std::string response_schema = info.response_schema.is_null() ? std::string() : info.response_schema.dump();
+        trellis_route route{};
+        route.struct_size = sizeof(trellis_route);
+        route.method = detail::str(method);
+        route.path = detail::str(path);
+        route.on_request = &detail::on_request;
+        route.user_data = &routes_.back();
+        route.summary = detail::str(info.summary);
+        route.tags_json = detail::str(tags);
+        route.request_schema_json = detail::str(request_schema);
+        route.response_schema_json = detail::str(response_schema);
+        if (trellis_status status = api_->register_route(host_, &route); status != TRELLIS_OK) {
+            routes_.pop_back();
+            throw std::invalid_argument("cannot register route " + std::string(method) + " " + std::string(path) +
+                                        " (status " + std::to_string(status) + ")");
+        }
+    }
+    void get(std::string_view path, Handler h, const RouteInfo& info = {}) { route("GET", path, std::move(h), info); }
+    void post(std::string_view path, Handler h, const RouteInfo& info = {}) { route("POST", path, std::move(h), info); }
+    void put(std::string_view path, Handler h, const RouteInfo& info = {}) { route("PUT", path, std::move(h), info); }
+    void patch(std::string_view path, Handler h, const RouteInfo& info = {}) {
+        route("PATCH", path, std::move(h), info);
+    }
+    void del(std::string_view path, Handler h, const RouteInfo& info = {}) {
+        route("DELETE", path, std::move(h), info);
+    }
+
+    /// Registers a middleware that configuration refers to as "PLUGIN.NAME" (or "PLUGIN").
+    void middleware(std::string_view name, Middleware fn) {
+        middleware_.push_back(detail::MiddlewareSlot{api_, std::move(fn)});
+        trellis_middleware mw{};
+        mw.struct_size = sizeof(trellis_middleware);
+        mw.name = detail::str(name);
+        mw.on_middleware = &detail::on_middleware;
+        mw.user_data = &middleware_.back();
+        if (trellis_status status = api_->register_middleware(host_, &mw); status != TRELLIS_OK) {
+            middleware_.pop_back();
+            throw std::invalid_argument("cannot register middleware '" + std::string(name) + "' (status " +
+                                        std::to_string(status) + ")");
+        }
+    }
+
+private:
+    const trellis_host_api* api_;
+    trellis_host* host_;
+    const nlohmann::json& config_;
+    Logger logger_;
+    std::deque<detail::RouteSlot>& routes_;
+    std::deque<detail::MiddlewareSlot>& middleware_;
+};
+
+/// Base class of every plugin. One object per instance: keep all state in members, never
+/// in globals. Handlers run on many threads at once; guard shared members yourself.
+class Plugin {
+public:
+    virtual ~Plugin() = default;
+    /// Reads config and registers routes and middleware. Throw to refuse to start.
+    virtual void init(Context& context) = 0;
+    /// Called once no request is in flight any more; release what init acquired.
+    virtual void shutdown() {}
+};
+
+namespace detail {
+
+// Everything one instance owns on the plugin side. deques keep slot addresses stable.
+struct Instance {
+    const trellis_host_api* api = nullptr;
+    trellis_host* host = nullptr;
+    std::unique_ptr<Plugin> plugin;
+    nlohmann::json config;
+    std::deque<RouteSlot> routes;
+    std::deque<MiddlewareSlot> middleware;
+};
+
+template <typename Body>
+trellis_status lifecycle_guard(const trellis_host_api* api, trellis_host* host, Body&& body) noexcept {
+    try {
+        body();
+        return TRELLIS_OK;
+    } catch (const std::exception& e) {
+        api->set_error(host, str(e.what()));
+    } catch (...) {
+        api->set_error(host, str("unknown exception"));
+    }
+    return TRELLIS_ERROR;
+}
+
+template <typename T>
+trellis_status on_create(const trellis_host_api* api, trellis_host* host, void** out) {
+    return lifecycle_guard(api, host, [&] {
+        auto instance = std::make_unique<Instance>();
+        instance->api = api;
+        instance->host = host;
+        instance->plugin = std::make_unique<T>();
+        *out = instance.release();
+    });
+}
+
+inline trellis_status on_init(void* raw) {
+    auto* instance = static_cast<Instance*>(raw);
+    return lifecycle_guard(instance->api, instance->host, [&] {
+        std::string_view text = view(instance->api->config_json(instance->host));
+        instance->config = text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text);
+        Context context(instance->api, instance->host, instance->config, instance->routes, instance->middleware);
+        instance->plugin->init(context);
+    });
+}
+
+inline void on_shutdown(void* raw) {
+    auto* instance = static_cast<Instance*>(raw);
+    trellis_status ignored = lifecycle_guard(instance->api, instance->host, [&] { instance->plugin->shutdown(); });
+    (void)ignored;
+}
+
+inline void on_destroy(void* raw) {
+    try {
+        delete static_cast<Instance*>(raw);
+    } catch (...) {
+    }
+}
+
+// The descriptor and the strings it points to, in static storage for the library's lifetime.
+struct DescriptorStorage {
+    DescriptorStorage(PluginInfo from, trellis_on_create_fn create) : info(std::move(from)) {
+        for (const auto& dep : info.dependencies) dependencies.push_back(str(dep));
+        descriptor.abi_major = TRELLIS_ABI_MAJOR;
+        descriptor.abi_minor = TRELLIS_ABI_MINOR;
+        descriptor.struct_size = sizeof(trellis_plugin_descriptor);
+        descriptor.name = str(info.name);
+        descriptor.version = str(info.version);
+        descriptor.description = str(info.description);
+        descriptor.dependencies = dependencies.empty() ? nullptr : dependencies.data();
+        descriptor.dependency_count = dependencies.size();
+        descriptor.config_schema_json = str(info.config_schema);
+        descriptor.on_create = create;
+        descriptor.on_init = &on_init;
+        descriptor.on_shutdown = &on_shutdown;
+        descriptor.on_destroy = &on_destroy;
+    }
+    DescriptorStorage(const DescriptorStorage&) = delete;
+    DescriptorStorage& operator=(const DescriptorStorage&) = delete;
+
+    PluginInfo info;
+    std::vector<trellis_str> dependencies;
+    trellis_plugin_descriptor descriptor{};
+};
+
+template <typename T>
+const trellis_plugin_descriptor* descriptor_for() noexcept {
+    try {
+        static const DescriptorStorage storage(T::info(), &on_create<T>);
+        return &storage.descriptor;
+    } catch (...) {
+        return nullptr;  // the host reports "the entry point returned no descriptor"
+    }
+}
+
+}  // namespace detail
+}  // namespace trellis
+
+/// Declares the plugin class of this library: it must derive from trellis::Plugin, be
+/// default-constructible and have `static trellis::PluginInfo info()`. Use once per plugin.
+#define TRELLIS_PLUGIN(PluginClass)                                                         \
+    extern "C" TRELLIS_PLUGIN_EXPORT const trellis_plugin_descriptor* trellis_plugin_entry(void) { \
+        return ::trellis::detail::descriptor_for<PluginClass>();                            \
+    }
+
+#endif  // TRELLIS_PLUGIN_HPP

@@ -1,0 +1,724 @@
+// Loads the configuration: YAML files and TRELLIS_* variables merged into one tree that
+// remembers where each value came from, then checked and turned into an immutable Config.
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <numeric>
+#include <optional>
+#include <regex>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <yaml-cpp/yaml.h>
+
+namespace trellis::config {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kEnvPrefix = "TRELLIS_";
+constexpr std::string_view kEnvMainFile = "TRELLIS_CONFIG";
+constexpr std::string_view kEnvSourcePrefix = "environment ";
+
+// ---- The merge tree -------------------------------------------------------------------
+
+struct Entry;
+
+// A YAML value reduced to what merging and checking need. It keeps its origin so that an
+// error names the file and line of the value that won the merge.
+struct Node {
+    enum class Kind { null, scalar, sequence, map };
+    Kind kind = Kind::null;
+    std::string text;   // scalars only
+    bool plain = true;  // unquoted and untagged: only then may `true` be a bool or `5` a number
+    std::vector<Node> items;
+    std::vector<Entry> entries;
+    Origin origin;
+};
+
+struct Entry {
+    std::string key;
+    Origin key_origin;
+    Node value;
+};
+
+Entry* find_entry(std::vector<Entry>& entries, std::string_view key) {
+    const auto it = std::ranges::find(entries, key, &Entry::key);
+    return it == entries.end() ? nullptr : &*it;
+}
+
+std::string join_key(const std::string& path, std::string_view key) {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+std::string item_key(const std::string& path, std::size_t index) {
+    return path + "[" + std::to_string(index) + "]";
+}
+
+// Later sources win; maps merge key by key so that a drop-in can change one setting. An
+// empty value (`hello:`) over a map adds nothing rather than wiping what came before.
+void merge(Node& base, Node overlay) {
+    if (base.kind == Node::Kind::map && overlay.kind == Node::Kind::null) return;
+    if (base.kind != Node::Kind::map || overlay.kind != Node::Kind::map) {
+        base = std::move(overlay);
+        return;
+    }
+    for (Entry& entry : overlay.entries) {
+        if (Entry* existing = find_entry(base.entries, entry.key))
+            merge(existing->value, std::move(entry.value));
+        else
+            base.entries.push_back(std::move(entry));
+    }
+}
+
+// ---- From yaml-cpp to the tree --------------------------------------------------------
+
+class Converter {
+public:
+    // Values from the environment take the variable's origin: a position inside a one-line
+    // value would only mislead.
+    Converter(Origin fixed, bool use_marks, Errors& errors)
+        : fixed_(std::move(fixed)), use_marks_(use_marks), errors_(errors) {}
+
+    Node convert(const YAML::Node& yaml, const std::string& path) const {
+        Node node;
+        node.origin = origin(yaml.Mark());
+        if (yaml.IsScalar()) {
+            node.kind = Node::Kind::scalar;
+            node.text = yaml.Scalar();
+            node.plain = yaml.Tag() == "?";
+        } else if (yaml.IsSequence()) {
+            node.kind = Node::Kind::sequence;
+            for (std::size_t i = 0; i < yaml.size(); ++i)
+                node.items.push_back(convert(yaml[i], item_key(path, i)));
+        } else if (yaml.IsMap()) {
+            node.kind = Node::Kind::map;
+            node.entries = convert_entries(yaml, path);
+        }
+        return node;
+    }
+
+private:
+    Origin origin(const YAML::Mark& mark) const {
+        if (!use_marks_ || mark.is_null()) return {fixed_.source, fixed_.line, fixed_.column};
+        return {fixed_.source, mark.line + 1, mark.column + 1};
+    }
+
+    std::vector<Entry> convert_entries(const YAML::Node& yaml, const std::string& path) const {
+        std::vector<Entry> entries;
+        for (const auto& pair : yaml) {
+            const Origin key_origin = origin(pair.first.Mark());
+            if (!pair.first.IsScalar()) {
+                errors_.push_back(key_origin.describe() + ": a key must be plain text");
+                continue;
+            }
+            Entry entry{pair.first.Scalar(), key_origin, {}};
+            const std::string entry_path = join_key(path, entry.key);
+            entry.value = convert(pair.second, entry_path);
+            // A block map or an empty value has no useful position of its own (yaml-cpp
+            // gives the first child's or the next key's); the line naming it is clearer.
+            if (entry.value.kind != Node::Kind::scalar) entry.value.origin = key_origin;
+            if (const Entry* first = find_entry(entries, entry.key)) {
+                errors_.push_back(key_origin.describe() + ": key '" + entry_path +
+                                  "': set twice in one map (first at " + first->key_origin.describe() +
+                                  ")");
+                continue;
+            }
+            entries.push_back(std::move(entry));
+        }
+        return entries;
+    }
+
+    Origin fixed_;
+    bool use_marks_;
+    Errors& errors_;
+};
+
+// ---- Reading the sources --------------------------------------------------------------
+
+std::string got(const Node& node);
+
+std::optional<std::string> read_text(const fs::path& file, Errors& errors) {
+    std::error_code ec;
+    std::ifstream in;
+    if (std::error_code ignored; fs::is_directory(file, ignored)) {
+        ec = std::make_error_code(std::errc::is_a_directory);
+    } else {
+        errno = 0;
+        in.open(file, std::ios::binary);
+        if (!in) ec = std::error_code(errno != 0 ? errno : EIO, std::generic_category());
+    }
+    std::string text;
+    if (!ec) text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (!ec && in.bad()) ec = std::make_error_code(std::errc::io_error);
+    if (ec) {
+        errors.push_back(file.string() + ": cannot read configuration: " + ec.message());
+        return std::nullopt;
+    }
+    return text;
+}
+
+std::optional<Node> document_root(const std::vector<YAML::Node>& documents, const std::string& source,
+                                  Errors& errors) {
+    if (documents.size() > 1) {
+        errors.push_back(source + ": holds " + std::to_string(documents.size()) +
+                         " YAML documents; a configuration file holds one");
+        return std::nullopt;
+    }
+    Node root;
+    root.kind = Node::Kind::map;
+    root.origin = {source, 0, 0};
+    if (documents.empty() || documents.front().IsNull()) return root;
+    root = Converter({source, 0, 0}, true, errors).convert(documents.front(), "");
+    if (root.kind == Node::Kind::map) return root;
+    errors.push_back(root.origin.describe() +
+                     ": the top of a configuration file must be a map of keys, " + got(root));
+    return std::nullopt;
+}
+
+// One file as a map; nullopt once the reason it is unusable has been reported.
+std::optional<Node> load_file(const fs::path& file, Errors& errors) {
+    const auto text = read_text(file, errors);
+    if (!text) return std::nullopt;
+    const std::string source = file.string();
+    try {
+        return document_root(YAML::LoadAll(*text), source, errors);
+    } catch (const YAML::Exception& e) {
+        const Origin at = e.mark.is_null() ? Origin{source, 0, 0}
+                                           : Origin{source, e.mark.line + 1, e.mark.column + 1};
+        errors.push_back(at.describe() + ": invalid YAML: " + e.msg);
+        return std::nullopt;
+    }
+}
+
+// conf.d/*.yaml beside the main file, in lexical order so that "10-a" comes before "20-b".
+std::vector<fs::path> drop_in_files(const fs::path& main_file, Errors& errors) {
+    const fs::path dir = main_file.parent_path() / "conf.d";
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return {};
+    std::vector<fs::path> files;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code type_ec;
+        if (it->path().extension() == ".yaml" && it->is_regular_file(type_ec)) files.push_back(it->path());
+    }
+    if (ec) errors.push_back(dir.string() + ": cannot list drop-in files: " + ec.message());
+    std::ranges::sort(files);
+    return files;
+}
+
+// "TRELLIS_PLUGINS__HELLO__ENABLED" -> plugins, hello, enabled; empty when a level is empty.
+std::vector<std::string> env_key_path(std::string_view name) {
+    std::vector<std::string> path;
+    std::string_view rest = name.substr(kEnvPrefix.size());
+    for (;;) {
+        const auto cut = rest.find("__");
+        std::string level(rest.substr(0, cut));
+        if (level.empty()) return {};
+        std::ranges::transform(level, level.begin(), [](unsigned char c) { return std::tolower(c); });
+        path.push_back(std::move(level));
+        if (cut == std::string_view::npos) return path;
+        rest.remove_prefix(cut + 2);
+    }
+}
+
+// Parsed as YAML so that `false`, `8080` and `[a, b]` mean what they mean in a file. Only
+// flow collections count as collections: "a: b" or "- x" in a variable is meant as text.
+std::optional<Node> env_value(const std::string& text, const Origin& origin, const std::string& path,
+                              Errors& errors) {
+    const auto first = text.find_first_not_of(" \t");
+    const bool flow = first != std::string::npos && (text[first] == '[' || text[first] == '{');
+    try {
+        const YAML::Node yaml = YAML::Load(text);
+        if (flow || yaml.IsScalar() || yaml.IsNull()) return Converter(origin, false, errors).convert(yaml, path);
+    } catch (const YAML::Exception& e) {
+        if (flow) {
+            errors.push_back(origin.describe() + ": invalid YAML: " + e.msg);
+            return std::nullopt;
+        }
+    }
+    Node node;
+    node.kind = Node::Kind::scalar;
+    node.text = text;
+    node.origin = origin;
+    return node;
+}
+
+// The value wrapped in one map per level of its key path.
+Node nest(const std::vector<std::string>& path, Node value, const Origin& origin) {
+    for (auto level = path.rbegin(); level != path.rend(); ++level) {
+        Node map;
+        map.kind = Node::Kind::map;
+        map.origin = origin;
+        map.entries.push_back(Entry{*level, origin, std::move(value)});
+        value = std::move(map);
+    }
+    return value;
+}
+
+void apply_environment(const LoadOptions& options, Node& root, std::vector<std::string>& sources,
+                       Errors& errors) {
+    for (const auto& [name, value] : options.environment) {
+        if (!name.starts_with(kEnvPrefix) || name == kEnvMainFile) continue;
+        const Origin origin{std::string(kEnvSourcePrefix) + name, 0, 0};
+        const auto path = env_key_path(name);
+        if (path.empty()) {
+            errors.push_back(origin.describe() +
+                             ": cannot tell which key this sets; write TRELLIS_ and the key path in "
+                             "upper case with '__' between levels, such as TRELLIS_SERVER__LISTEN");
+            continue;
+        }
+        const std::string dotted = std::accumulate(path.begin() + 1, path.end(), path.front(), join_key);
+        if (auto node = env_value(value, origin, dotted, errors)) {
+            merge(root, nest(path, std::move(*node), origin));
+            sources.push_back(origin.source);
+        }
+    }
+}
+
+// ---- Checking values ------------------------------------------------------------------
+
+std::string got(const Node& node) {
+    switch (node.kind) {
+    case Node::Kind::null: return "got nothing (null)";
+    case Node::Kind::sequence: return "got a list";
+    case Node::Kind::map: return "got a map";
+    case Node::Kind::scalar: break;
+    }
+    return node.plain ? "got '" + node.text + "'" : "got the quoted string '" + node.text + "'";
+}
+
+void fail(Errors& errors, const Origin& origin, const std::string& path, const std::string& reason) {
+    errors.push_back(origin.describe() + ": key '" + path + "': " + reason);
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    std::iota(row.begin(), row.end(), std::size_t{0});
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] = std::min({above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+std::optional<std::string_view> closest(std::string_view key, std::span<const std::string_view> known) {
+    std::optional<std::string_view> best;
+    std::size_t best_distance = 3;  // further than two edits is a different word, not a typo
+    for (const std::string_view candidate : known) {
+        if (const auto distance = edit_distance(key, candidate); distance < best_distance) {
+            best = candidate;
+            best_distance = distance;
+        }
+    }
+    return best;
+}
+
+void unknown_key(const Entry& entry, const std::string& path, std::span<const std::string_view> known,
+                 Errors& errors) {
+    std::string message = entry.key_origin.describe() + ": unknown key '" + path + "'";
+    if (const auto guess = closest(entry.key, known)) message += " (did you mean '" + std::string(*guess) + "'?)";
+    errors.push_back(std::move(message));
+}
+
+template <class T, class U>
+void assign(T& target, const std::optional<U>& value) {
+    if (value) target = static_cast<T>(*value);
+}
+
+// Decimal only, with an optional sign: `0x10` and `1e3` are not integers here.
+std::optional<std::int64_t> parse_integer(std::string_view text) {
+    if (text.starts_with('+')) text.remove_prefix(1);
+    if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text.front())) || text.front() == '-'))
+        return std::nullopt;
+    std::int64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+std::optional<std::int64_t> read_integer(const Node& node, const std::string& path, std::int64_t min,
+                                         std::int64_t max, Errors& errors) {
+    if (node.kind == Node::Kind::scalar && node.plain) {
+        if (const auto value = parse_integer(node.text); value && *value >= min && *value <= max) return value;
+    }
+    fail(errors, node.origin, path,
+         "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", " + got(node));
+    return std::nullopt;
+}
+
+// yaml-cpp's own reading of booleans (true/false, yes/no, on/off), but only when unquoted.
+std::optional<bool> read_bool(const Node& node, const std::string& path, Errors& errors) {
+    bool value = false;
+    if (node.kind == Node::Kind::scalar && node.plain &&
+        YAML::convert<bool>::decode(YAML::Node(node.text), value))
+        return value;
+    fail(errors, node.origin, path, "expected true or false (without quotes), " + got(node));
+    return std::nullopt;
+}
+
+std::optional<std::string> read_choice(const Node& node, const std::string& path,
+                                       std::span<const std::string_view> choices, Errors& errors) {
+    if (node.kind == Node::Kind::scalar && std::ranges::find(choices, node.text) != choices.end())
+        return node.text;
+    std::string listed;
+    for (const std::string_view choice : choices) listed += (listed.empty() ? "" : ", ") + std::string(choice);
+    fail(errors, node.origin, path, "expected one of " + listed + ", " + got(node));
+    return std::nullopt;
+}
+
+struct Unit {
+    std::string_view name;
+    std::int64_t factor;
+};
+constexpr std::array kDurationUnits{Unit{"", 1}, Unit{"ms", 1}, Unit{"s", 1000}, Unit{"m", 60'000}};
+constexpr std::array kSizeUnits{Unit{"", 1}, Unit{"B", 1}, Unit{"KiB", 1024}, Unit{"MiB", 1024 * 1024},
+                                Unit{"GiB", 1024 * 1024 * 1024}};
+
+// "<digits><unit>", the unit optional; nullopt when malformed or too large to hold.
+std::optional<std::int64_t> parse_quantity(const Node& node, std::span<const Unit> units) {
+    static const std::regex pattern(R"(([0-9]+) *([A-Za-z]*))");
+    std::smatch match;
+    if (node.kind != Node::Kind::scalar || !std::regex_match(node.text, match, pattern)) return std::nullopt;
+    const std::string unit_name = match[2].str();
+    const auto unit = std::ranges::find(units, std::string_view(unit_name), &Unit::name);
+    const auto count = parse_integer(match[1].str());
+    if (unit == units.end() || !count || *count > std::numeric_limits<std::int64_t>::max() / unit->factor)
+        return std::nullopt;
+    return *count * unit->factor;
+}
+
+std::optional<std::chrono::milliseconds> read_duration(const Node& node, const std::string& path,
+                                                       Errors& errors) {
+    if (const auto ms = parse_quantity(node, kDurationUnits)) return std::chrono::milliseconds(*ms);
+    fail(errors, node.origin, path,
+         "expected a duration such as 500ms, 5s or 1m (a bare integer is milliseconds), " + got(node));
+    return std::nullopt;
+}
+
+std::optional<std::size_t> read_size(const Node& node, const std::string& path, Errors& errors) {
+    if (const auto bytes = parse_quantity(node, kSizeUnits)) return static_cast<std::size_t>(*bytes);
+    fail(errors, node.origin, path,
+         "expected a size such as 1048576, 512KiB or 1MiB (units B, KiB, MiB, GiB), " + got(node));
+    return std::nullopt;
+}
+
+bool is_ip_address(int family, const std::string& host) {
+    std::array<unsigned char, 16> buffer{};
+    return inet_pton(family, host.c_str(), buffer.data()) == 1;
+}
+
+// "host:port", with an IPv6 host in brackets as in URLs: "[::1]:8080".
+std::optional<Endpoint> parse_endpoint(const std::string& text) {
+    static const std::regex pattern(R"((?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):([0-9]{1,5}))");
+    static const std::regex dotted_numbers(R"([0-9.]+)");
+    std::smatch match;
+    if (!std::regex_match(text, match, pattern)) return std::nullopt;
+    const auto port = parse_integer(match[3].str());
+    const bool v6 = match[1].matched;
+    std::string host = v6 ? match[1].str() : match[2].str();
+    if (!port || *port > 65535) return std::nullopt;
+    if (v6 && !is_ip_address(AF_INET6, host)) return std::nullopt;
+    if (!v6 && std::regex_match(host, dotted_numbers) && !is_ip_address(AF_INET, host)) return std::nullopt;
+    return Endpoint{std::move(host), static_cast<std::uint16_t>(*port)};
+}
+
+std::optional<Endpoint> read_endpoint(const Node& node, const std::string& path, Errors& errors) {
+    if (node.kind == Node::Kind::scalar) {
+        if (auto endpoint = parse_endpoint(node.text)) return endpoint;
+    }
+    fail(errors, node.origin, path,
+         "expected host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::1]:8080, " + got(node));
+    return std::nullopt;
+}
+
+// Mounts are joined with route paths, so they must neither end in "/" nor hold templates.
+bool is_mount(std::string_view mount) {
+    if (mount == "/") return true;
+    return mount.starts_with('/') && !mount.ends_with('/') && mount.find("//") == std::string_view::npos &&
+           mount.find_first_of("{}?#") == std::string_view::npos;
+}
+
+std::optional<std::string> read_mount(const Node& node, const std::string& path, Errors& errors) {
+    if (node.kind == Node::Kind::scalar && is_mount(node.text)) return node.text;
+    fail(errors, node.origin, path,
+         "expected a path such as /hello or / (starting with '/', without a trailing '/', '//', "
+         "'{', '}', '?' or '#'), " + got(node));
+    return std::nullopt;
+}
+
+bool is_plugin_name(const std::string& name) {
+    static const std::regex pattern("[a-z][a-z0-9_]*");
+    return std::regex_match(name, pattern);
+}
+
+bool is_middleware_name(const std::string& name) {
+    static const std::regex pattern(R"([a-z][a-z0-9_]*(\.\S+)?)");
+    return std::regex_match(name, pattern);
+}
+
+// The items of a list key; an empty value is an empty list. nullopt once reported.
+std::optional<std::span<const Node>> list_items(const Node& node, const std::string& path,
+                                                const std::string& what, Errors& errors) {
+    if (node.kind == Node::Kind::sequence) return std::span<const Node>(node.items);
+    if (node.kind == Node::Kind::null) return std::span<const Node>();
+    fail(errors, node.origin, path, "expected " + what + ", " + got(node));
+    return std::nullopt;
+}
+
+std::optional<std::vector<std::string>> read_middleware(const Node& node, const std::string& path,
+                                                        Errors& errors) {
+    const auto items = list_items(node, path, "a list of middleware names", errors);
+    if (!items) return std::nullopt;
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < items->size(); ++i) {
+        const Node& item = (*items)[i];
+        if (item.kind == Node::Kind::scalar && is_middleware_name(item.text))
+            names.push_back(item.text);
+        else
+            fail(errors, item.origin, item_key(path, i),
+                 "expected a middleware name PLUGIN or PLUGIN.NAME, such as cors or auth.jwt, " + got(item));
+    }
+    return names;
+}
+
+// ---- Checking sections ----------------------------------------------------------------
+
+constexpr std::array<std::string_view, 4> kTopKeys{"server", "logging", "middleware", "plugins"};
+constexpr std::array<std::string_view, 8> kServerKeys{
+    "listen", "admin_listen", "admin_enabled", "max_threads", "max_queued", "keep_alive_timeout",
+    "max_keep_alive_requests", "max_body_bytes"};
+constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
+constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
+constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+constexpr std::array<std::string_view, 2> kFormats{"text", "json"};
+constexpr std::string_view kSearchPaths = "search_paths";
+
+// A section may be left empty (`server:`) to mean all defaults.
+bool is_section(const Node& node, const std::string& path, const std::string& hint, Errors& errors) {
+    if (node.kind == Node::Kind::map) return true;
+    if (node.kind != Node::Kind::null) fail(errors, node.origin, path, "expected a map of settings, " + got(node) + hint);
+    return false;
+}
+
+void read_server_key(const Entry& entry, ServerConfig& server, Errors& errors) {
+    const std::string path = "server." + entry.key;
+    const Node& value = entry.value;
+    if (entry.key == "listen") assign(server.listen, read_endpoint(value, path, errors));
+    else if (entry.key == "admin_listen") assign(server.admin_listen, read_endpoint(value, path, errors));
+    else if (entry.key == "admin_enabled") assign(server.admin_enabled, read_bool(value, path, errors));
+    else if (entry.key == "max_threads") assign(server.max_threads, read_integer(value, path, 1, 100'000, errors));
+    else if (entry.key == "max_queued") assign(server.max_queued, read_integer(value, path, 1, 1'000'000, errors));
+    else if (entry.key == "keep_alive_timeout") assign(server.keep_alive_timeout, read_duration(value, path, errors));
+    else if (entry.key == "max_keep_alive_requests")
+        assign(server.max_keep_alive_requests, read_integer(value, path, 0, 10'000'000, errors));
+    else if (entry.key == "max_body_bytes") assign(server.max_body_bytes, read_size(value, path, errors));
+    else unknown_key(entry, path, kServerKeys, errors);
+}
+
+void read_logging_key(const Entry& entry, LoggingConfig& logging, Errors& errors) {
+    const std::string path = "logging." + entry.key;
+    if (entry.key == "level") assign(logging.level, read_choice(entry.value, path, kLevels, errors));
+    else if (entry.key == "format") assign(logging.format, read_choice(entry.value, path, kFormats, errors));
+    else if (entry.key == "access_log") assign(logging.access_log, read_bool(entry.value, path, errors));
+    else unknown_key(entry, path, kLoggingKeys, errors);
+}
+
+// Relative paths mean relative to the file that wrote them, not to wherever the server was
+// started; a value from the environment counts as written beside the main file.
+fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir) {
+    const fs::path base = origin.source.starts_with(kEnvSourcePrefix) ? env_base_dir
+                                                                       : fs::path(origin.source).parent_path();
+    std::error_code ec;
+    fs::path resolved = fs::absolute(base / text, ec).lexically_normal();
+    if (!resolved.has_filename()) resolved = resolved.parent_path();
+    return resolved;
+}
+
+std::vector<fs::path> read_search_paths(const Node& node, const fs::path& env_base_dir, Errors& errors) {
+    const std::string path = "plugins." + std::string(kSearchPaths);
+    std::vector<fs::path> dirs;
+    const auto items = list_items(node, path, "a list of directories", errors);
+    for (std::size_t i = 0; items && i < items->size(); ++i) {
+        const Node& item = (*items)[i];
+        if (item.kind == Node::Kind::scalar && !item.text.empty())
+            dirs.push_back(resolve(item.origin, item.text, env_base_dir));
+        else
+            fail(errors, item.origin, item_key(path, i), "expected a directory, " + got(item));
+    }
+    return dirs;
+}
+
+// YAML 1.2 core schema, so that plugin authors see the types any YAML tool would show;
+// a quoted value is always a string. (.inf and .nan stay strings: JSON has no such numbers.)
+json scalar_to_json(const Node& node) {
+    static const std::regex float_pattern(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
+    const std::string& text = node.text;
+    if (!node.plain) return text;
+    if (text == "true" || text == "True" || text == "TRUE") return true;
+    if (text == "false" || text == "False" || text == "FALSE") return false;
+    if (const auto integer = parse_integer(text)) return *integer;
+    if (std::regex_match(text, float_pattern)) {
+        const std::string_view digits = text.starts_with('+') ? std::string_view(text).substr(1) : text;
+        double value = 0;
+        std::from_chars(digits.data(), digits.data() + digits.size(), value);
+        return value;
+    }
+    return text;
+}
+
+json to_json(const Node& node, const json::json_pointer& pointer, std::map<std::string, Origin>& origins) {
+    origins[pointer.to_string()] = node.origin;
+    switch (node.kind) {
+    case Node::Kind::null: return nullptr;
+    case Node::Kind::scalar: return scalar_to_json(node);
+    case Node::Kind::sequence: {
+        json array = json::array();
+        for (std::size_t i = 0; i < node.items.size(); ++i) array.push_back(to_json(node.items[i], pointer / i, origins));
+        return array;
+    }
+    case Node::Kind::map: break;
+    }
+    json object = json::object();
+    for (const Entry& entry : node.entries) object[entry.key] = to_json(entry.value, pointer / entry.key, origins);
+    return object;
+}
+
+void read_plugin_config(const Node& node, const std::string& path, PluginConfig& plugin, Errors& errors) {
+    if (node.kind != Node::Kind::map && node.kind != Node::Kind::null) {
+        fail(errors, node.origin, path, "expected a map of the plugin's own settings, " + got(node));
+        return;
+    }
+    plugin.config_origins.clear();
+    plugin.config = to_json(node, json::json_pointer(), plugin.config_origins);
+    if (plugin.config.is_null()) plugin.config = json::object();
+}
+
+void read_plugin_key(const Entry& entry, PluginConfig& plugin, Errors& errors) {
+    const std::string path = "plugins." + plugin.name + "." + entry.key;
+    const Node& value = entry.value;
+    if (entry.key == "enabled") assign(plugin.enabled, read_bool(value, path, errors));
+    else if (entry.key == "required") assign(plugin.required, read_bool(value, path, errors));
+    else if (entry.key == "mount") assign(plugin.mount, read_mount(value, path, errors));
+    else if (entry.key == "middleware") assign(plugin.middleware, read_middleware(value, path, errors));
+    else if (entry.key == "config") read_plugin_config(value, path, plugin, errors);
+    else unknown_key(entry, path, kPluginKeys, errors);
+}
+
+PluginConfig read_plugin(const Entry& section, Errors& errors) {
+    PluginConfig plugin;
+    plugin.name = section.key;
+    plugin.mount = "/" + plugin.name;
+    plugin.origin = section.key_origin;
+    plugin.config_origins[""] = plugin.origin;
+    // `search_path: [...]` is a valid plugin name with a list value; point at the typo.
+    const std::string hint =
+        edit_distance(section.key, kSearchPaths) <= 2 ? " (did you mean '" + std::string(kSearchPaths) + "'?)" : "";
+    if (is_section(section.value, "plugins." + plugin.name, hint, errors)) {
+        for (const Entry& entry : section.value.entries) read_plugin_key(entry, plugin, errors);
+    }
+    return plugin;
+}
+
+void read_plugins(const Node& node, const fs::path& env_base_dir, Config& config, Errors& errors) {
+    if (!is_section(node, "plugins", "", errors)) return;
+    for (const Entry& entry : node.entries) {
+        if (entry.key == kSearchPaths)
+            config.plugin_search_paths = read_search_paths(entry.value, env_base_dir, errors);
+        else if (is_plugin_name(entry.key))
+            config.plugins.push_back(read_plugin(entry, errors));
+        else
+            fail(errors, entry.key_origin, "plugins." + entry.key,
+                 "a plugin name is lower case letters, digits and '_', starting with a letter");
+    }
+    std::ranges::sort(config.plugins, {}, &PluginConfig::name);
+}
+
+Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
+    Config config;
+    for (const Entry& entry : root.entries) {
+        const Node& value = entry.value;
+        if (entry.key == "server") {
+            if (is_section(value, entry.key, "", errors))
+                for (const Entry& key : value.entries) read_server_key(key, config.server, errors);
+        } else if (entry.key == "logging") {
+            if (is_section(value, entry.key, "", errors))
+                for (const Entry& key : value.entries) read_logging_key(key, config.logging, errors);
+        } else if (entry.key == "middleware") {
+            assign(config.middleware, read_middleware(value, entry.key, errors));
+        } else if (entry.key == "plugins") {
+            read_plugins(value, env_base_dir, config, errors);
+        } else {
+            unknown_key(entry, entry.key, kTopKeys, errors);
+        }
+    }
+    return config;
+}
+
+}  // namespace
+
+std::string Origin::describe() const {
+    if (line <= 0) return source;
+    return source + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+std::string Endpoint::text() const {
+    const std::string shown = host.find(':') == std::string::npos ? host : "[" + host + "]";
+    return shown + ":" + std::to_string(port);
+}
+
+const PluginConfig* Config::plugin(std::string_view name) const {
+    const auto it = std::ranges::find(plugins, name, &PluginConfig::name);
+    return it == plugins.end() ? nullptr : &*it;
+}
+
+tl::expected<std::shared_ptr<const Config>, Errors> load(const LoadOptions& options) {
+    Errors errors;
+    std::vector<std::string> sources;
+    Node root;
+    root.kind = Node::Kind::map;
+    std::vector<fs::path> files{options.main_file};
+    std::ranges::copy(drop_in_files(options.main_file, errors), std::back_inserter(files));
+    for (const fs::path& file : files) {
+        if (auto node = load_file(file, errors)) merge(root, std::move(*node));
+        sources.push_back(file.string());
+    }
+    apply_environment(options, root, sources, errors);
+    Config config = build(root, options.main_file.parent_path(), errors);
+    if (!errors.empty()) return tl::make_unexpected(std::move(errors));
+    config.sources = std::move(sources);
+    return std::make_shared<const Config>(std::move(config));
+}
+
+std::vector<std::pair<std::string, std::string>> process_environment() {
+    std::vector<std::pair<std::string, std::string>> variables;
+    for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+        const std::string_view text(*entry);
+        const auto equals = text.find('=');
+        if (text.starts_with(kEnvPrefix) && equals != std::string_view::npos)
+            variables.emplace_back(text.substr(0, equals), text.substr(equals + 1));
+    }
+    // environ's order is arbitrary; by name, a whole section is applied before the
+    // variables for its keys, so that the more specific one wins.
+    std::ranges::sort(variables);
+    return variables;
+}
+
+}  // namespace trellis::config

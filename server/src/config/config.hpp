@@ -1,0 +1,94 @@
+// The validated, immutable configuration of a Trellis process, and how it is loaded:
+// main YAML file, then conf.d/*.yaml beside it in lexical order, then TRELLIS_* variables.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <tl/expected.hpp>
+
+namespace trellis::config {
+
+// Where a value came from, for error messages: "config/trellis.yaml:12:5" or
+// "environment TRELLIS_SERVER__LISTEN".
+struct Origin {
+    std::string source;  // file path as given, or "environment NAME"
+    int line = 0;        // 1-based; 0 when not from a file
+    int column = 0;      // 1-based; 0 when not from a file
+    std::string describe() const;
+};
+
+struct Endpoint {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;
+    std::string text() const;  // "127.0.0.1:8080"
+};
+
+struct ServerConfig {
+    Endpoint listen{"127.0.0.1", 8080};
+    Endpoint admin_listen{"127.0.0.1", 9180};
+    bool admin_enabled = true;
+    // Thread per connection (Poco HTTPServer): max_threads bounds concurrent keep-alive
+    // connections that are served at once; beyond that they wait in the queue.
+    int max_threads = 512;
+    int max_queued = 1024;
+    std::chrono::milliseconds keep_alive_timeout{5000};
+    int max_keep_alive_requests = 1000;
+    std::size_t max_body_bytes = 1024 * 1024;
+};
+
+struct LoggingConfig {
+    std::string level = "info";   // trace, debug, info, warn, error, critical, off
+    std::string format = "text";  // text or json
+    bool access_log = true;
+};
+
+struct PluginConfig {
+    std::string name;
+    bool enabled = true;
+    bool required = false;
+    std::string mount;                    // "/<name>" unless configured; "/" allowed
+    std::vector<std::string> middleware;  // applied to this plugin's routes, in order
+    nlohmann::json config = nlohmann::json::object();
+    // JSON pointer inside `config` ("" for the section itself, "/greeting", "/a/0")
+    // mapped to where that value was set, so schema errors can name file and line.
+    std::map<std::string, Origin> config_origins;
+    Origin origin;  // where the plugin's section starts
+};
+
+struct Config {
+    ServerConfig server;
+    LoggingConfig logging;
+    std::vector<std::string> middleware;  // global, applied to every request, in order
+    std::vector<std::filesystem::path> plugin_search_paths;  // absolute after loading
+    std::vector<PluginConfig> plugins;                       // sorted by name
+    std::vector<std::string> sources;  // every file read, in merge order, then env names
+
+    const PluginConfig* plugin(std::string_view name) const;
+};
+
+struct LoadOptions {
+    std::filesystem::path main_file;
+    // TRELLIS_* variables to apply (name, value); other names are ignored, and so is
+    // TRELLIS_CONFIG, which only selects the main file.
+    std::vector<std::pair<std::string, std::string>> environment;
+};
+
+// Every problem found, each "ORIGIN: key 'a.b': what is wrong"; loading never stops at
+// the first error so that an admin can fix a file in one pass.
+using Errors = std::vector<std::string>;
+
+tl::expected<std::shared_ptr<const Config>, Errors> load(const LoadOptions& options);
+
+// The process environment's TRELLIS_* variables, for LoadOptions::environment.
+std::vector<std::pair<std::string, std::string>> process_environment();
+
+}  // namespace trellis::config

@@ -1,0 +1,159 @@
+// The first engine: Poco's HTTPServer, thread per connection. Poco types end here.
+//
+// Sizing: each keep-alive connection holds a pool thread until it is idle for
+// keep_alive_timeout or has served max_keep_alive_requests. Up to max_threads connections
+// are served at once; the next max_queued wait for a free thread and are refused beyond
+// that. Defaults (512 threads, 1024 queued, 5 s) answer 256 concurrent keep-alive clients
+// without any of them waiting.
+#include <istream>
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/ThreadPool.h>
+
+#include "engine/engine.hpp"
+#include "http/problem.hpp"
+
+namespace trellis::engine {
+namespace {
+
+http::Request translate(Poco::Net::HTTPServerRequest& in, std::size_t max_body) {
+    http::Request out;
+    out.method = in.getMethod();
+    const std::string& uri = in.getURI();
+    auto question = uri.find('?');
+    out.path = uri.substr(0, question);
+    if (question != std::string::npos) out.query = uri.substr(question + 1);
+    out.version = in.getVersion();
+    out.remote_address = in.clientAddress().toString();
+    out.headers.reserve(in.size());
+    for (const auto& [name, value] : in) out.headers.emplace_back(name, value);
+
+    bool has_body = in.hasContentLength() || in.getChunkedTransferEncoding();
+    if (!has_body) return out;
+    if (in.hasContentLength() && static_cast<std::size_t>(in.getContentLength64()) > max_body) {
+        out.body_too_large = true;
+        return out;
+    }
+    std::istream& stream = in.stream();
+    std::string body;
+    char buffer[8192];
+    while (stream.read(buffer, sizeof buffer), stream.gcount() > 0) {
+        body.append(buffer, static_cast<std::size_t>(stream.gcount()));
+        if (body.size() > max_body) {
+            out.body_too_large = true;
+            return out;
+        }
+    }
+    out.body = std::move(body);
+    return out;
+}
+
+void send(const http::Response& response, Poco::Net::HTTPServerResponse& out) {
+    out.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(response.status),
+                           std::string(http::reason_phrase(response.status)));
+    for (const auto& [name, value] : response.headers) out.add(name, value);
+    if (response.close_connection) out.setKeepAlive(false);
+    // sendBuffer sets Content-Length and omits the body for HEAD requests.
+    out.sendBuffer(response.body.data(), response.body.size());
+}
+
+class RequestHandler final : public Poco::Net::HTTPRequestHandler {
+public:
+    RequestHandler(const Handler& handler, std::size_t max_body) : handler_(handler), max_body_(max_body) {}
+
+    void handleRequest(Poco::Net::HTTPServerRequest& in, Poco::Net::HTTPServerResponse& out) override {
+        http::Response response;
+        try {
+            http::Request request = translate(in, max_body_);
+            // An unread body would be parsed as the next request: close instead.
+            if (request.body_too_large) response.close_connection = true;
+            handler_(request, response);
+        } catch (const Poco::Net::NetException&) {
+            throw;  // the client went away; Poco closes the connection
+        } catch (...) {
+            http::Request bare;
+            bare.path = in.getURI();
+            response = http::Response{};
+            http::set_problem(response, bare, 500, "internal_error", "The request could not be completed.");
+        }
+        if (out.sent()) return;
+        send(response, out);
+    }
+
+private:
+    const Handler& handler_;
+    std::size_t max_body_;
+};
+
+class HandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+public:
+    HandlerFactory(Handler handler, std::size_t max_body) : handler_(std::move(handler)), max_body_(max_body) {}
+    Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest&) override {
+        return new RequestHandler(handler_, max_body_);
+    }
+
+private:
+    Handler handler_;
+    std::size_t max_body_;
+};
+
+class PocoEngine final : public Engine {
+public:
+    PocoEngine(const Options& options, Handler handler, Poco::Net::ServerSocket socket)
+        : pool_("trellis-" + options.name, 4, options.max_threads, 60),
+          port_(socket.address().port()) {
+        auto* params = new Poco::Net::HTTPServerParams;
+        params->setMaxThreads(options.max_threads);
+        params->setMaxQueued(options.max_queued);
+        params->setKeepAlive(true);
+        params->setKeepAliveTimeout(Poco::Timespan(options.keep_alive_timeout.count() * 1000));
+        params->setMaxKeepAliveRequests(options.max_keep_alive_requests);
+        params->setTimeout(Poco::Timespan(30, 0));
+        server_ = std::make_unique<Poco::Net::HTTPServer>(
+            new HandlerFactory(std::move(handler), options.max_body_bytes), pool_, socket, params);
+    }
+
+    ~PocoEngine() override { stop(); }
+
+    void start() override { server_->start(); }
+
+    void stop() override {
+        if (stopped_) return;
+        stopped_ = true;
+        server_->stopAll(false);
+        pool_.joinAll();
+    }
+
+    std::uint16_t port() const override { return port_; }
+
+private:
+    Poco::ThreadPool pool_;  // before server_: the server is destroyed first
+    std::unique_ptr<Poco::Net::HTTPServer> server_;
+    std::uint16_t port_;
+    bool stopped_ = false;
+};
+
+}  // namespace
+
+tl::expected<std::unique_ptr<Engine>, std::string> make_poco_engine(const Options& options, Handler handler) {
+    try {
+        Poco::Net::SocketAddress address(options.host, options.port);
+        Poco::Net::ServerSocket socket;
+        socket.bind(address, true);
+        socket.listen(1024);
+        return std::make_unique<PocoEngine>(options, std::move(handler), socket);
+    } catch (const Poco::Exception& e) {
+        return tl::unexpected("cannot listen on " + options.host + ":" + std::to_string(options.port) + " (" +
+                              options.name + " listener): " + e.displayText());
+    }
+}
+
+}  // namespace trellis::engine

@@ -1,0 +1,264 @@
+// Implementation of trellis_host_api. Every entry is noexcept in effect: nothing the host
+// does here may throw into plugin code, so each body catches and reports a status.
+#include "plugin/host_api.hpp"
+
+#include <string_view>
+
+#include "http/router.hpp"
+#include "plugin/chain.hpp"
+
+namespace trellis::plugin {
+namespace {
+
+std::string_view view(trellis_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view{}; }
+trellis_str str(std::string_view s) { return trellis_str{s.data(), s.size()}; }
+
+template <typename F>
+trellis_status guarded(F&& f) noexcept {
+    try {
+        return f();
+    } catch (const std::bad_alloc&) {
+        return TRELLIS_ERROR_NO_MEMORY;
+    } catch (...) {
+        return TRELLIS_ERROR;
+    }
+}
+
+spdlog::level::level_enum to_spdlog(trellis_log_level level) {
+    switch (level) {
+        case TRELLIS_LOG_TRACE: return spdlog::level::trace;
+        case TRELLIS_LOG_DEBUG: return spdlog::level::debug;
+        case TRELLIS_LOG_INFO: return spdlog::level::info;
+        case TRELLIS_LOG_WARN: return spdlog::level::warn;
+        case TRELLIS_LOG_ERROR: return spdlog::level::err;
+        default: return spdlog::level::critical;
+    }
+}
+
+void api_log(trellis_host* host, trellis_log_level level, trellis_str message) {
+    if (!host || !host->logger) return;
+    try {
+        host->logger->log(to_spdlog(level), "{}", view(message));
+    } catch (...) {
+    }
+}
+
+trellis_str api_config_json(trellis_host* host) { return host ? str(host->config_json) : trellis_str{nullptr, 0}; }
+
+void api_set_error(trellis_host* host, trellis_str message) {
+    if (!host) return;
+    try {
+        host->error.assign(view(message));
+    } catch (...) {
+    }
+}
+
+trellis_status api_register_route(trellis_host* host, const trellis_route* route) {
+    if (!host || !route || route->struct_size < offsetof(trellis_route, summary) || !route->on_request)
+        return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (!host->registering) return TRELLIS_ERROR_STATE;
+    return guarded([&] {
+        RouteRegistration reg;
+        reg.method.assign(view(route->method));
+        reg.path.assign(view(route->path));
+        if (!http::validate_method(reg.method) || !http::validate_path_template(reg.path))
+            return TRELLIS_ERROR_INVALID_ARGUMENT;
+        reg.on_request = route->on_request;
+        reg.user_data = route->user_data;
+        // Metadata fields exist from 1.0 on, but read them only when the plugin's struct has them.
+        auto has = [&](std::size_t end) { return route->struct_size >= end; };
+        if (has(offsetof(trellis_route, tags_json))) reg.summary.assign(view(route->summary));
+        if (has(offsetof(trellis_route, request_schema_json))) reg.tags_json.assign(view(route->tags_json));
+        if (has(offsetof(trellis_route, response_schema_json)))
+            reg.request_schema_json.assign(view(route->request_schema_json));
+        if (has(sizeof(trellis_route))) reg.response_schema_json.assign(view(route->response_schema_json));
+        host->routes.push_back(std::move(reg));
+        return TRELLIS_OK;
+    });
+}
+
+trellis_status api_register_middleware(trellis_host* host, const trellis_middleware* mw) {
+    if (!host || !mw || mw->struct_size < sizeof(trellis_middleware) || !mw->on_middleware)
+        return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (!host->registering) return TRELLIS_ERROR_STATE;
+    return guarded([&] {
+        std::string name(view(mw->name));
+        if (name.empty() || name.find_first_of(". \t") != std::string::npos) return TRELLIS_ERROR_INVALID_ARGUMENT;
+        for (const auto& existing : host->middleware)
+            if (existing.name == name) return TRELLIS_ERROR_CONFLICT;
+        host->middleware.push_back(MiddlewareRegistration{std::move(name), mw->on_middleware, mw->user_data});
+        return TRELLIS_OK;
+    });
+}
+
+trellis_str api_request_method(const trellis_request* r) { return r ? str(r->http->method) : trellis_str{}; }
+trellis_str api_request_path(const trellis_request* r) { return r ? str(r->http->path) : trellis_str{}; }
+trellis_str api_request_query(const trellis_request* r) { return r ? str(r->http->query) : trellis_str{}; }
+trellis_str api_request_body(const trellis_request* r) { return r ? str(r->http->body) : trellis_str{}; }
+
+const http::Fields* fields_of(const trellis_request* r, trellis_field_kind kind) {
+    switch (kind) {
+        case TRELLIS_FIELD_HEADER: return &r->http->headers;
+        case TRELLIS_FIELD_QUERY: return &r->http->query_params;
+        case TRELLIS_FIELD_PATH_PARAM: return &r->http->path_params;
+        default: return nullptr;
+    }
+}
+
+size_t api_request_field_count(const trellis_request* r, trellis_field_kind kind) {
+    if (!r) return 0;
+    if (kind == TRELLIS_FIELD_ATTRIBUTE) return r->http->attributes.size();
+    const auto* fields = fields_of(r, kind);
+    return fields ? fields->size() : 0;
+}
+
+trellis_status api_request_field_at(const trellis_request* r, trellis_field_kind kind, size_t index,
+                                    trellis_str* name_out, trellis_str* value_out) {
+    if (!r) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    std::string_view name, value;
+    if (kind == TRELLIS_FIELD_ATTRIBUTE) {
+        if (index >= r->http->attributes.size()) return TRELLIS_ERROR_NOT_FOUND;
+        auto it = std::next(r->http->attributes.begin(), static_cast<std::ptrdiff_t>(index));
+        name = it->first;
+        value = it->second;
+    } else {
+        const auto* fields = fields_of(r, kind);
+        if (!fields) return TRELLIS_ERROR_INVALID_ARGUMENT;
+        if (index >= fields->size()) return TRELLIS_ERROR_NOT_FOUND;
+        name = (*fields)[index].first;
+        value = (*fields)[index].second;
+    }
+    if (name_out) *name_out = str(name);
+    if (value_out) *value_out = str(value);
+    return TRELLIS_OK;
+}
+
+trellis_status api_request_field_get(const trellis_request* r, trellis_field_kind kind, trellis_str name,
+                                     trellis_str* value_out) {
+    if (!r) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    const std::string* found = nullptr;
+    if (kind == TRELLIS_FIELD_ATTRIBUTE) {
+        auto it = r->http->attributes.find(view(name));
+        if (it != r->http->attributes.end()) found = &it->second;
+    } else if (kind == TRELLIS_FIELD_HEADER) {
+        found = http::find_field(r->http->headers, view(name));
+    } else {
+        const auto* fields = fields_of(r, kind);
+        if (!fields) return TRELLIS_ERROR_INVALID_ARGUMENT;
+        for (const auto& [key, value] : *fields)
+            if (key == view(name)) {
+                found = &value;
+                break;
+            }
+    }
+    if (!found) return TRELLIS_ERROR_NOT_FOUND;
+    if (value_out) *value_out = str(*found);
+    return TRELLIS_OK;
+}
+
+trellis_status api_request_set_attribute(trellis_request* r, trellis_str name, trellis_str value) {
+    if (!r || !name.data || name.size == 0) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] {
+        r->http->attributes.insert_or_assign(std::string(view(name)), std::string(view(value)));
+        return TRELLIS_OK;
+    });
+}
+
+void api_request_set_error(trellis_request* r, trellis_str message) {
+    if (!r) return;
+    try {
+        r->error.assign(view(message));
+    } catch (...) {
+    }
+}
+
+trellis_status api_response_set_status(trellis_response* r, int32_t status) {
+    if (!r || status < 100 || status > 599) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    r->http->status = status;
+    return TRELLIS_OK;
+}
+
+int32_t api_response_status(const trellis_response* r) { return r ? r->http->status : 0; }
+
+bool valid_header(std::string_view name, std::string_view value) {
+    if (name.empty()) return false;
+    for (unsigned char c : name)
+        if (c <= 32 || c >= 127 || c == ':') return false;
+    // No CR/LF: a plugin must not be able to split a response.
+    return value.find_first_of("\r\n") == std::string_view::npos;
+}
+
+trellis_status api_response_set_header(trellis_response* r, trellis_str name, trellis_str value) {
+    if (!r || !valid_header(view(name), view(value))) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] {
+        r->http->set_header(view(name), view(value));
+        return TRELLIS_OK;
+    });
+}
+
+trellis_status api_response_add_header(trellis_response* r, trellis_str name, trellis_str value) {
+    if (!r || !valid_header(view(name), view(value))) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] {
+        r->http->add_header(view(name), view(value));
+        return TRELLIS_OK;
+    });
+}
+
+trellis_status api_response_header(const trellis_response* r, trellis_str name, trellis_str* value_out) {
+    if (!r) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    const std::string* found = r->http->header(view(name));
+    if (!found) return TRELLIS_ERROR_NOT_FOUND;
+    if (value_out) *value_out = str(*found);
+    return TRELLIS_OK;
+}
+
+trellis_status api_response_set_body(trellis_response* r, trellis_str body) {
+    if (!r) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] {
+        r->http->body.assign(view(body));
+        return TRELLIS_OK;
+    });
+}
+
+trellis_str api_response_body(const trellis_response* r) { return r ? str(r->http->body) : trellis_str{}; }
+
+trellis_status api_next(trellis_next* next) {
+    if (!next || !next->run) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (next->used) return TRELLIS_ERROR_STATE;
+    next->used = true;
+    return guarded([&] { return run_chain(*next->run, next->index); });
+}
+
+const trellis_host_api table = {
+    sizeof(trellis_host_api),
+    TRELLIS_ABI_MAJOR,
+    TRELLIS_ABI_MINOR,
+    api_log,
+    api_config_json,
+    api_set_error,
+    api_register_route,
+    api_register_middleware,
+    api_request_method,
+    api_request_path,
+    api_request_query,
+    api_request_body,
+    api_request_field_count,
+    api_request_field_at,
+    api_request_field_get,
+    api_request_set_attribute,
+    api_request_set_error,
+    api_response_set_status,
+    api_response_status,
+    api_response_set_header,
+    api_response_add_header,
+    api_response_header,
+    api_response_set_body,
+    api_response_body,
+    api_next,
+};
+
+}  // namespace
+
+const trellis_host_api& host_api() { return table; }
+
+}  // namespace trellis::plugin

@@ -1,0 +1,68 @@
+// The host's side of the ABI: what the opaque handles of abi.h are inside Trellis, and
+// the function table handed to every plugin instance.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+#include <trellis/abi.h>
+
+#include "http/message.hpp"
+
+namespace trellis::plugin {
+
+struct RouteRegistration {
+    std::string method;
+    std::string path;  // relative to the plugin's mount
+    trellis_on_request_fn on_request = nullptr;
+    void* user_data = nullptr;
+    std::string summary;
+    std::string tags_json;
+    std::string request_schema_json;
+    std::string response_schema_json;
+};
+
+struct MiddlewareRegistration {
+    std::string name;
+    trellis_on_middleware_fn on_middleware = nullptr;
+    void* user_data = nullptr;
+};
+
+// The function table every instance receives; one static table for the whole process.
+const trellis_host_api& host_api();
+
+}  // namespace trellis::plugin
+
+// Definitions of the opaque handles (global namespace, as declared in abi.h).
+
+struct trellis_host {
+    std::string plugin_name;
+    std::string config_json;
+    std::string error;         // set_error during a lifecycle call
+    bool registering = false;  // registration is open only during on_init
+    std::vector<trellis::plugin::RouteRegistration> routes;
+    std::vector<trellis::plugin::MiddlewareRegistration> middleware;
+    std::shared_ptr<spdlog::logger> logger;
+};
+
+struct trellis_request {
+    trellis::http::Request* http = nullptr;
+    std::string error;  // request_set_error
+};
+
+struct trellis_response {
+    trellis::http::Response* http = nullptr;
+};
+
+namespace trellis::plugin {
+// A middleware chain being run for one request; trellis_next points into it.
+struct ChainRun;
+}  // namespace trellis::plugin
+
+struct trellis_next {
+    trellis::plugin::ChainRun* run = nullptr;
+    std::size_t index = 0;
+    bool used = false;
+};

@@ -1,0 +1,84 @@
+// JSON Schema validation of plugin config sections with valijson (nlohmann adapter).
+#include "plugin/schema.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+#include <valijson/adapters/nlohmann_json_adapter.hpp>
+#include <valijson/schema.hpp>
+#include <valijson/schema_parser.hpp>
+#include <valijson/validation_results.hpp>
+#include <valijson/validator.hpp>
+
+namespace trellis::plugin {
+namespace {
+
+// valijson's context is {"<root>", "[greeting]", "[0]"}; we want a JSON pointer.
+std::string pointer_of(const std::vector<std::string>& context) {
+    std::string out;
+    for (const auto& part : context) {
+        if (part == "<root>") continue;
+        std::string token = part.size() >= 2 && part.front() == '[' && part.back() == ']'
+                                ? part.substr(1, part.size() - 2)
+                                : part;
+        out += "/" + token;
+    }
+    return out;
+}
+
+std::string key_path(const std::string& plugin, const std::string& pointer) {
+    std::string out = "plugins." + plugin + ".config";
+    for (char c : pointer) out += c == '/' ? '.' : c;
+    return out;
+}
+
+// The origin of the nearest enclosing value that has one.
+config::Origin origin_of(const config::PluginConfig& plugin, std::string pointer) {
+    while (true) {
+        if (auto it = plugin.config_origins.find(pointer); it != plugin.config_origins.end()) return it->second;
+        if (pointer.empty()) return plugin.origin;
+        pointer.erase(pointer.rfind('/'));
+    }
+}
+
+}  // namespace
+
+tl::expected<void, std::vector<std::string>> validate_config(const config::PluginConfig& plugin,
+                                                             std::string_view schema_json) {
+    if (schema_json.empty()) return {};
+    valijson::Schema schema;
+    try {
+        auto schema_doc = nlohmann::json::parse(schema_json);
+        valijson::SchemaParser parser;
+        valijson::adapters::NlohmannJsonAdapter schema_adapter(schema_doc);
+        parser.populateSchema(schema_adapter, schema);
+    } catch (const std::exception& e) {
+        return tl::unexpected(std::vector<std::string>{"the plugin's config schema is invalid: " + std::string(e.what())});
+    }
+
+    valijson::Validator validator;
+    valijson::ValidationResults results;
+    valijson::adapters::NlohmannJsonAdapter target(plugin.config);
+    if (validator.validate(schema, target, &results)) return {};
+
+    // valijson also reports each enclosing object ("some properties failed"); keep only the
+    // innermost error of each path so the admin sees what to change.
+    std::vector<valijson::ValidationResults::Error> all(results.begin(), results.end());
+    auto is_prefix_of_other = [&](const auto& error) {
+        return std::any_of(all.begin(), all.end(), [&](const auto& other) {
+            return other.context.size() > error.context.size() &&
+                   std::equal(error.context.begin(), error.context.end(), other.context.begin());
+        });
+    };
+    std::vector<std::string> errors;
+    for (const auto& error : all) {
+        if (is_prefix_of_other(error)) continue;
+        auto pointer = pointer_of(error.context);
+        std::string line = origin_of(plugin, pointer).describe() + ": key '" + key_path(plugin.name, pointer) +
+                           "': " + error.description;
+        if (std::find(errors.begin(), errors.end(), line) == errors.end()) errors.push_back(std::move(line));
+    }
+    return tl::unexpected(std::move(errors));
+}
+
+}  // namespace trellis::plugin

@@ -1,0 +1,289 @@
+// Building a runtime: find, load, check, order, create and init the enabled plugins, then
+// assemble routes and middleware chains. Each failure refuses one plugin, never the host.
+#include "runtime/runtime.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "plugin/schema.hpp"
+#include "runtime/logging.hpp"
+
+namespace trellis::runtime {
+
+std::string_view to_string(PluginStatus status) {
+    switch (status) {
+        case PluginStatus::loaded: return "loaded";
+        case PluginStatus::disabled: return "disabled";
+        case PluginStatus::failed: return "failed";
+    }
+    return "unknown";
+}
+
+namespace {
+
+struct MiddlewareRef {
+    std::string plugin;
+    std::string name;  // empty: the plugin's only middleware
+};
+
+MiddlewareRef parse_ref(const std::string& text) {
+    auto dot = text.find('.');
+    if (dot == std::string::npos) return {text, {}};
+    return {text.substr(0, dot), text.substr(dot + 1)};
+}
+
+std::string join(const std::vector<std::string>& parts, std::string_view separator) {
+    std::string out;
+    for (const auto& part : parts) out += (out.empty() ? "" : std::string(separator)) + part;
+    return out;
+}
+
+std::string describe(const PluginReport& report) {
+    return "plugin '" + report.name + "'" + (report.file.empty() ? "" : " (" + report.file + ")");
+}
+
+}  // namespace
+
+class Runtime::Builder {
+public:
+    Builder(Runtime& runtime, plugin::LibraryCache& libraries)
+        : rt_(runtime), libraries_(libraries), log_(logging::get("trellis")) {}
+
+    config::Errors run() {
+        reserve_host_routes();
+        discover();
+        for (auto& [name, candidate] : candidates_)
+            if (candidate.state == 0) visit(name);
+        for (const auto& name : order_) start(candidates_.at(name));
+        config::Errors errors = resolve_global_chain();
+        for (const auto& report : rt_.reports_)
+            if (report.required && report.status != PluginStatus::loaded)
+                errors.push_back(describe(report) + " is required but " +
+                                 (report.status == PluginStatus::disabled ? "disabled" : report.reason));
+        return errors;
+    }
+
+private:
+    struct Candidate {
+        const config::PluginConfig* config = nullptr;
+        std::shared_ptr<const plugin::Library> library;
+        std::vector<std::pair<std::string, std::string>> needs;  // (plugin, "depends on" / "uses middleware 'x' of")
+        std::size_t report = 0;
+        int state = 0;  // 0 unvisited, 1 visiting, 2 ordered
+    };
+
+    Runtime& rt_;
+    plugin::LibraryCache& libraries_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::map<std::string, Candidate> candidates_;
+    std::vector<std::string> order_;
+    std::vector<std::string> stack_;
+    std::vector<std::vector<const plugin::MiddlewareBinding*>> plugin_chains_;  // per target
+
+    PluginReport& report(const Candidate& c) { return rt_.reports_[c.report]; }
+
+    const PluginReport* find_report(const std::string& name) const {
+        for (const auto& r : rt_.reports_)
+            if (r.name == name) return &r;
+        return nullptr;
+    }
+
+    void fail(PluginReport& r, const std::string& reason) {
+        if (r.status == PluginStatus::failed) return;
+        r.status = PluginStatus::failed;
+        r.reason = reason;
+        log_->error("{}: {}", describe(r), reason);
+    }
+
+    void reserve_host_routes() {
+        (void)rt_.router_.add("GET", "/livez", livez_route, "the host");
+        (void)rt_.router_.add("GET", "/readyz", readyz_route, "the host");
+    }
+
+    void discover() {
+        const auto& cfg = *rt_.config_;
+        for (const auto& pc : cfg.plugins) {
+            rt_.reports_.push_back(PluginReport{pc.name, PluginStatus::disabled, pc.required, {}, {}, {}, {}, pc.mount});
+            auto& r = rt_.reports_.back();
+            if (!pc.enabled) continue;
+            auto file = plugin::find_plugin_file(pc.name, cfg.plugin_search_paths);
+            if (!file) {
+                std::vector<std::string> dirs;
+                for (const auto& dir : cfg.plugin_search_paths) dirs.push_back(dir.string());
+                fail(r, "no " + pc.name + ".so in the plugin search paths (" +
+                            (dirs.empty() ? std::string("none configured") : join(dirs, ", ")) + ")");
+                continue;
+            }
+            r.file = file->string();
+            auto library = libraries_.load(*file);
+            if (!library) {
+                fail(r, library.error());
+                continue;
+            }
+            if ((*library)->name != pc.name) {
+                fail(r, "the library declares the name '" + (*library)->name +
+                            "'; a plugin file must be named after the plugin it contains");
+                continue;
+            }
+            r.version = (*library)->version;
+            r.abi = plugin::abi_version_string((*library)->abi_major, (*library)->abi_minor);
+            Candidate c{&pc, *library, {}, rt_.reports_.size() - 1, 0};
+            for (const auto& dep : (*library)->dependencies) c.needs.emplace_back(dep, "depends on");
+            for (const auto& mw : pc.middleware) {
+                auto ref = parse_ref(mw);
+                if (ref.plugin != pc.name) c.needs.emplace_back(ref.plugin, "uses middleware '" + mw + "' of");
+            }
+            candidates_.emplace(pc.name, std::move(c));
+        }
+    }
+
+    // Depth-first, dependencies first; a back edge is a cycle and fails every plugin on it.
+    void visit(const std::string& name) {
+        auto& c = candidates_.at(name);
+        c.state = 1;
+        stack_.push_back(name);
+        for (const auto& [dep, why] : c.needs) {
+            auto it = candidates_.find(dep);
+            if (it == candidates_.end()) continue;  // reported when the plugin starts
+            if (it->second.state == 1) {
+                auto begin = std::find(stack_.begin(), stack_.end(), dep);
+                std::vector<std::string> cycle(begin, stack_.end());
+                cycle.push_back(dep);
+                for (auto member = begin; member != stack_.end(); ++member)
+                    fail(report(candidates_.at(*member)), "dependency cycle: " + join(cycle, " -> "));
+            } else if (it->second.state == 0) {
+                visit(dep);
+            }
+        }
+        stack_.pop_back();
+        c.state = 2;
+        order_.push_back(name);
+    }
+
+    bool needs_available(Candidate& c) {
+        for (const auto& [dep, why] : c.needs) {
+            const PluginReport* r = find_report(dep);
+            std::string state = !r ? "is not configured"
+                                : r->status == PluginStatus::disabled ? "is disabled"
+                                : r->status == PluginStatus::failed   ? "failed to load"
+                                                                      : "";
+            if (!state.empty()) {
+                fail(report(c), why + " plugin '" + dep + "', which " + state);
+                return false;
+            }
+        }
+        return true;
+    }
+
+    void start(Candidate& c) {
+        auto& r = report(c);
+        if (r.status == PluginStatus::failed || !needs_available(c)) return;
+        if (auto valid = plugin::validate_config(*c.config, c.library->config_schema_json); !valid)
+            return fail(r, "configuration rejected by the plugin's schema: " + join(valid.error(), "; "));
+
+        auto instance = plugin::Instance::create(c.library, c.config->config.dump(), logging::get(r.name));
+        if (!instance) return fail(r, instance.error());
+        if (auto ok = (*instance)->init(); !ok) return fail(r, ok.error());
+
+        std::vector<std::unique_ptr<plugin::MiddlewareBinding>> bindings;
+        for (const auto& mw : (*instance)->middleware())
+            bindings.push_back(std::make_unique<plugin::MiddlewareBinding>(
+                plugin::MiddlewareBinding{r.name, r.name + "." + mw.name, mw.on_middleware, mw.user_data}));
+
+        std::vector<const plugin::MiddlewareBinding*> chain;
+        for (const auto& name : c.config->middleware) {
+            auto found = resolve(name, &bindings);
+            if (!found) return fail(r, "key 'plugins." + r.name + ".middleware': " + found.error());
+            chain.push_back(*found);
+        }
+        if (auto ok = add_routes(**instance, r, chain); !ok) return fail(r, ok.error());
+
+        r.status = PluginStatus::loaded;
+        for (auto& binding : bindings) rt_.bindings_.push_back(std::move(binding));
+        rt_.instances_.push_back(std::move(*instance));
+        log_->info("{}: loaded, version {}, ABI {}, mounted at {}", describe(r), r.version, r.abi, r.mount);
+    }
+
+    tl::expected<const plugin::MiddlewareBinding*, std::string> resolve(
+        const std::string& text, const std::vector<std::unique_ptr<plugin::MiddlewareBinding>>* own) {
+        auto ref = parse_ref(text);
+        std::vector<const plugin::MiddlewareBinding*> offered;
+        for (const auto& b : rt_.bindings_)
+            if (b->plugin == ref.plugin) offered.push_back(b.get());
+        if (own)
+            for (const auto& b : *own)
+                if (b->plugin == ref.plugin) offered.push_back(b.get());
+        const PluginReport* r = find_report(ref.plugin);
+        if (!r || r->status == PluginStatus::disabled)
+            return tl::unexpected("middleware '" + text + "' is not available: plugin '" + ref.plugin + "' is " +
+                                  (r ? "disabled" : "not configured"));
+        if (offered.empty() && r->status == PluginStatus::failed)
+            return tl::unexpected("middleware '" + text + "' is not available: plugin '" + ref.plugin + "' failed");
+        if (ref.name.empty()) {
+            if (offered.size() == 1) return offered.front();
+            std::vector<std::string> names;
+            for (const auto* b : offered) names.push_back(b->name);
+            return tl::unexpected("plugin '" + ref.plugin + "' registers " + std::to_string(offered.size()) +
+                                  " middleware (" + join(names, ", ") + "): name one as 'PLUGIN.NAME'");
+        }
+        for (const auto* b : offered)
+            if (b->name == ref.plugin + "." + ref.name) return b;
+        return tl::unexpected("plugin '" + ref.plugin + "' registers no middleware named '" + ref.name + "'");
+    }
+
+    tl::expected<void, std::string> add_routes(const plugin::Instance& instance, const PluginReport& r,
+                                               const std::vector<const plugin::MiddlewareBinding*>& chain) {
+        // Check every route first so that a refused plugin leaves no route behind.
+        http::Router own;
+        for (const auto& route : instance.routes()) {
+            auto full = http::join_mount(r.mount, route.path);
+            if (const auto* clash = rt_.router_.conflict(route.method, full))
+                return tl::unexpected("route " + route.method + " " + full + " conflicts with " + clash->method + " " +
+                                      clash->path_template + " of " + clash->owner + ", which keeps serving it");
+            if (auto ok = own.add(route.method, full, 0, describe(r)); !ok) return tl::unexpected(ok.error());
+        }
+        for (const auto& route : instance.routes()) {
+            auto full = http::join_mount(r.mount, route.path);
+            (void)rt_.router_.add(route.method, full, rt_.targets_.size(), describe(r));
+            rt_.targets_.push_back(RouteTarget{&instance, &route, route.method, full, {}});
+            plugin_chains_.push_back(chain);
+        }
+        return {};
+    }
+
+    config::Errors resolve_global_chain() {
+        config::Errors errors;
+        for (const auto& name : rt_.config_->middleware) {
+            auto found = resolve(name, nullptr);
+            if (!found) {
+                errors.push_back("key 'middleware': " + found.error() +
+                                 "; global middleware is never skipped, so Trellis does not start without it");
+                continue;
+            }
+            rt_.global_chain_.push_back(*found);
+        }
+        for (std::size_t i = 0; i < rt_.targets_.size(); ++i) {
+            auto& chain = rt_.targets_[i].chain;
+            chain = rt_.global_chain_;
+            chain.insert(chain.end(), plugin_chains_[i].begin(), plugin_chains_[i].end());
+        }
+        return errors;
+    }
+};
+
+Runtime::Runtime(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {}
+
+Runtime::~Runtime() {
+    for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) (*it)->shutdown();
+    while (!instances_.empty()) instances_.pop_back();
+}
+
+tl::expected<std::shared_ptr<const Runtime>, config::Errors> Runtime::build(
+    std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries) {
+    std::shared_ptr<Runtime> runtime(new Runtime(std::move(config)));
+    config::Errors errors = Builder(*runtime, libraries).run();
+    if (!errors.empty()) return tl::unexpected(std::move(errors));
+    return std::shared_ptr<const Runtime>(std::move(runtime));
+}
+
+}  // namespace trellis::runtime

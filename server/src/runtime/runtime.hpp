@@ -1,0 +1,78 @@
+// The immutable runtime built from one configuration: loaded plugin instances in
+// dependency order, the route table, the middleware chains. Start-up and reload both
+// build one; request threads hold a shared_ptr to the one they started with.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "config/config.hpp"
+#include "http/router.hpp"
+#include "plugin/chain.hpp"
+#include "plugin/instance.hpp"
+#include "plugin/loader.hpp"
+
+namespace trellis::runtime {
+
+enum class PluginStatus { loaded, disabled, failed };
+std::string_view to_string(PluginStatus status);
+
+struct PluginReport {
+    std::string name;
+    PluginStatus status = PluginStatus::disabled;
+    bool required = false;
+    std::string reason;  // why it failed; empty otherwise
+    std::string file;    // the library, once found
+    std::string version;
+    std::string abi;     // "1.0", once loaded
+    std::string mount;
+};
+
+struct RouteTarget {
+    const plugin::Instance* instance = nullptr;
+    const plugin::RouteRegistration* route = nullptr;
+    std::string method;
+    std::string full_path;                               // mount + route path
+    std::vector<const plugin::MiddlewareBinding*> chain;  // global, then the plugin's own
+};
+
+// Route ids reserved for the host's own endpoints (registered to refuse plugins that claim them).
+inline constexpr std::size_t livez_route = static_cast<std::size_t>(-1);
+inline constexpr std::size_t readyz_route = static_cast<std::size_t>(-2);
+
+class Runtime {
+public:
+    // Never throws for a bad plugin: each failure is logged ("plugin 'x' (file): reason")
+    // and reported in plugins(). Fails only when a required plugin failed or the global
+    // middleware list names middleware that is not available; the errors say why.
+    static tl::expected<std::shared_ptr<const Runtime>, config::Errors> build(
+        std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries);
+
+    ~Runtime();  // shuts plugins down in reverse dependency order, then destroys them
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+
+    const config::Config& config() const { return *config_; }
+    const http::Router& router() const { return router_; }
+    const RouteTarget& target(std::size_t id) const { return targets_[id]; }
+    const std::vector<RouteTarget>& targets() const { return targets_; }
+    const std::vector<const plugin::MiddlewareBinding*>& global_chain() const { return global_chain_; }
+    const std::vector<PluginReport>& plugins() const { return reports_; }
+
+private:
+    class Builder;
+    explicit Runtime(std::shared_ptr<const config::Config> config);
+
+    std::shared_ptr<const config::Config> config_;
+    std::vector<std::unique_ptr<plugin::Instance>> instances_;  // dependency order
+    std::vector<std::unique_ptr<plugin::MiddlewareBinding>> bindings_;
+    http::Router router_;
+    std::vector<RouteTarget> targets_;
+    std::vector<const plugin::MiddlewareBinding*> global_chain_;
+    std::vector<PluginReport> reports_;
+};
+
+}  // namespace trellis::runtime
