@@ -84,6 +84,21 @@ void merge(Node& base, Node overlay) {
     }
 }
 
+// How a wrong value is shown in a message.
+std::string got(const Node& node) {
+    switch (node.kind) {
+    case Node::Kind::null:
+        return "got nothing (null)";
+    case Node::Kind::sequence:
+        return "got a list";
+    case Node::Kind::map:
+        return "got a map";
+    case Node::Kind::scalar:
+        break;
+    }
+    return node.plain ? "got '" + node.text + "'" : "got the quoted string '" + node.text + "'";
+}
+
 // ---- From yaml-cpp to the tree --------------------------------------------------------
 
 class Converter {
@@ -133,8 +148,8 @@ private:
             if (entry.value.kind != Node::Kind::scalar) entry.value.origin = key_origin;
             if (const Entry* first = find_entry(entries, entry.key)) {
                 errors_.push_back(key_origin.describe() + ": key '" + entry_path +
-                                  "': set twice in one map (first at " + first->key_origin.describe() +
-                                  ")");
+                                  "': set twice in one map (first at " +
+                                  first->key_origin.describe() + ")");
                 continue;
             }
             entries.push_back(std::move(entry));
@@ -148,8 +163,6 @@ private:
 };
 
 // ---- Reading the sources --------------------------------------------------------------
-
-std::string got(const Node& node);
 
 std::optional<std::string> read_text(const fs::path& file, Errors& errors) {
     std::error_code ec;
@@ -171,8 +184,8 @@ std::optional<std::string> read_text(const fs::path& file, Errors& errors) {
     return text;
 }
 
-std::optional<Node> document_root(const std::vector<YAML::Node>& documents, const std::string& source,
-                                  Errors& errors) {
+std::optional<Node> document_root(const std::vector<YAML::Node>& documents,
+                                  const std::string& source, Errors& errors) {
     if (documents.size() > 1) {
         errors.push_back(source + ": holds " + std::to_string(documents.size()) +
                          " YAML documents; a configuration file holds one");
@@ -212,7 +225,8 @@ std::vector<fs::path> drop_in_files(const fs::path& main_file, Errors& errors) {
     std::vector<fs::path> files;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
         std::error_code type_ec;
-        if (it->path().extension() == ".yaml" && it->is_regular_file(type_ec)) files.push_back(it->path());
+        if (it->path().extension() == ".yaml" && it->is_regular_file(type_ec))
+            files.push_back(it->path());
     }
     if (ec) errors.push_back(dir.string() + ": cannot list drop-in files: " + ec.message());
     std::ranges::sort(files);
@@ -227,7 +241,8 @@ std::vector<std::string> env_key_path(std::string_view name) {
         const auto cut = rest.find("__");
         std::string level(rest.substr(0, cut));
         if (level.empty()) return {};
-        std::ranges::transform(level, level.begin(), [](unsigned char c) { return std::tolower(c); });
+        std::ranges::transform(level, level.begin(),
+                               [](unsigned char c) { return std::tolower(c); });
         path.push_back(std::move(level));
         if (cut == std::string_view::npos) return path;
         rest.remove_prefix(cut + 2);
@@ -236,13 +251,14 @@ std::vector<std::string> env_key_path(std::string_view name) {
 
 // Parsed as YAML so that `false`, `8080` and `[a, b]` mean what they mean in a file. Only
 // flow collections count as collections: "a: b" or "- x" in a variable is meant as text.
-std::optional<Node> env_value(const std::string& text, const Origin& origin, const std::string& path,
-                              Errors& errors) {
+std::optional<Node> env_value(const std::string& text, const Origin& origin,
+                              const std::string& path, Errors& errors) {
     const auto first = text.find_first_not_of(" \t");
     const bool flow = first != std::string::npos && (text[first] == '[' || text[first] == '{');
     try {
         const YAML::Node yaml = YAML::Load(text);
-        if (flow || yaml.IsScalar() || yaml.IsNull()) return Converter(origin, false, errors).convert(yaml, path);
+        if (flow || yaml.IsScalar() || yaml.IsNull())
+            return Converter(origin, false, errors).convert(yaml, path);
     } catch (const YAML::Exception& e) {
         if (flow) {
             errors.push_back(origin.describe() + ": invalid YAML: " + e.msg);
@@ -275,12 +291,14 @@ void apply_environment(const LoadOptions& options, Node& root, std::vector<std::
         const Origin origin{std::string(kEnvSourcePrefix) + name, 0, 0};
         const auto path = env_key_path(name);
         if (path.empty()) {
-            errors.push_back(origin.describe() +
-                             ": cannot tell which key this sets; write TRELLIS_ and the key path in "
-                             "upper case with '__' between levels, such as TRELLIS_SERVER__LISTEN");
+            errors.push_back(
+                origin.describe() +
+                ": cannot tell which key this sets; write TRELLIS_ and the key path in "
+                "upper case with '__' between levels, such as TRELLIS_SERVER__LISTEN");
             continue;
         }
-        const std::string dotted = std::accumulate(path.begin() + 1, path.end(), path.front(), join_key);
+        const std::string dotted =
+            std::accumulate(path.begin() + 1, path.end(), path.front(), join_key);
         if (auto node = env_value(value, origin, dotted, errors)) {
             merge(root, nest(path, std::move(*node), origin));
             sources.push_back(origin.source);
@@ -290,17 +308,8 @@ void apply_environment(const LoadOptions& options, Node& root, std::vector<std::
 
 // ---- Checking values ------------------------------------------------------------------
 
-std::string got(const Node& node) {
-    switch (node.kind) {
-    case Node::Kind::null: return "got nothing (null)";
-    case Node::Kind::sequence: return "got a list";
-    case Node::Kind::map: return "got a map";
-    case Node::Kind::scalar: break;
-    }
-    return node.plain ? "got '" + node.text + "'" : "got the quoted string '" + node.text + "'";
-}
-
-void fail(Errors& errors, const Origin& origin, const std::string& path, const std::string& reason) {
+void fail(Errors& errors, const Origin& origin, const std::string& path,
+          const std::string& reason) {
     errors.push_back(origin.describe() + ": key '" + path + "': " + reason);
 }
 
@@ -312,14 +321,16 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
         row[0] = i;
         for (std::size_t j = 1; j <= b.size(); ++j) {
             const std::size_t above = row[j];
-            row[j] = std::min({above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            row[j] =
+                std::min({above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
             diagonal = above;
         }
     }
     return row[b.size()];
 }
 
-std::optional<std::string_view> closest(std::string_view key, std::span<const std::string_view> known) {
+std::optional<std::string_view> closest(std::string_view key,
+                                        std::span<const std::string_view> known) {
     std::optional<std::string_view> best;
     std::size_t best_distance = 3;  // further than two edits is a different word, not a typo
     for (const std::string_view candidate : known) {
@@ -331,10 +342,11 @@ std::optional<std::string_view> closest(std::string_view key, std::span<const st
     return best;
 }
 
-void unknown_key(const Entry& entry, const std::string& path, std::span<const std::string_view> known,
-                 Errors& errors) {
+void unknown_key(const Entry& entry, const std::string& path,
+                 std::span<const std::string_view> known, Errors& errors) {
     std::string message = entry.key_origin.describe() + ": unknown key '" + path + "'";
-    if (const auto guess = closest(entry.key, known)) message += " (did you mean '" + std::string(*guess) + "'?)";
+    if (const auto guess = closest(entry.key, known))
+        message += " (did you mean '" + std::string(*guess) + "'?)";
     errors.push_back(std::move(message));
 }
 
@@ -345,22 +357,24 @@ void assign(T& target, const std::optional<U>& value) {
 
 // Decimal only, with an optional sign: `0x10` and `1e3` are not integers here.
 std::optional<std::int64_t> parse_integer(std::string_view text) {
-    if (text.starts_with('+')) text.remove_prefix(1);
-    if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text.front())) || text.front() == '-'))
-        return std::nullopt;
+    static const std::regex pattern("[-+]?[0-9]+");
+    if (!std::regex_match(text.begin(), text.end(), pattern)) return std::nullopt;
+    if (text.starts_with('+')) text.remove_prefix(1);  // from_chars takes '-' but not '+'
     std::int64_t value = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
     return value;
 }
 
-std::optional<std::int64_t> read_integer(const Node& node, const std::string& path, std::int64_t min,
-                                         std::int64_t max, Errors& errors) {
+std::optional<std::int64_t> read_integer(const Node& node, const std::string& path,
+                                         std::int64_t min, std::int64_t max, Errors& errors) {
     if (node.kind == Node::Kind::scalar && node.plain) {
-        if (const auto value = parse_integer(node.text); value && *value >= min && *value <= max) return value;
+        if (const auto value = parse_integer(node.text); value && *value >= min && *value <= max)
+            return value;
     }
     fail(errors, node.origin, path,
-         "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", " + got(node));
+         "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", " +
+             got(node));
     return std::nullopt;
 }
 
@@ -379,7 +393,8 @@ std::optional<std::string> read_choice(const Node& node, const std::string& path
     if (node.kind == Node::Kind::scalar && std::ranges::find(choices, node.text) != choices.end())
         return node.text;
     std::string listed;
-    for (const std::string_view choice : choices) listed += (listed.empty() ? "" : ", ") + std::string(choice);
+    for (const std::string_view choice : choices)
+        listed += (listed.empty() ? "" : ", ") + std::string(choice);
     fail(errors, node.origin, path, "expected one of " + listed + ", " + got(node));
     return std::nullopt;
 }
@@ -389,18 +404,20 @@ struct Unit {
     std::int64_t factor;
 };
 constexpr std::array kDurationUnits{Unit{"", 1}, Unit{"ms", 1}, Unit{"s", 1000}, Unit{"m", 60'000}};
-constexpr std::array kSizeUnits{Unit{"", 1}, Unit{"B", 1}, Unit{"KiB", 1024}, Unit{"MiB", 1024 * 1024},
-                                Unit{"GiB", 1024 * 1024 * 1024}};
+constexpr std::array kSizeUnits{Unit{"", 1}, Unit{"B", 1}, Unit{"KiB", 1024},
+                                Unit{"MiB", 1024 * 1024}, Unit{"GiB", 1024 * 1024 * 1024}};
 
 // "<digits><unit>", the unit optional; nullopt when malformed or too large to hold.
 std::optional<std::int64_t> parse_quantity(const Node& node, std::span<const Unit> units) {
     static const std::regex pattern(R"(([0-9]+) *([A-Za-z]*))");
     std::smatch match;
-    if (node.kind != Node::Kind::scalar || !std::regex_match(node.text, match, pattern)) return std::nullopt;
+    if (node.kind != Node::Kind::scalar || !std::regex_match(node.text, match, pattern))
+        return std::nullopt;
     const std::string unit_name = match[2].str();
     const auto unit = std::ranges::find(units, std::string_view(unit_name), &Unit::name);
     const auto count = parse_integer(match[1].str());
-    if (unit == units.end() || !count || *count > std::numeric_limits<std::int64_t>::max() / unit->factor)
+    if (unit == units.end() || !count ||
+        *count > std::numeric_limits<std::int64_t>::max() / unit->factor)
         return std::nullopt;
     return *count * unit->factor;
 }
@@ -409,12 +426,14 @@ std::optional<std::chrono::milliseconds> read_duration(const Node& node, const s
                                                        Errors& errors) {
     if (const auto ms = parse_quantity(node, kDurationUnits)) return std::chrono::milliseconds(*ms);
     fail(errors, node.origin, path,
-         "expected a duration such as 500ms, 5s or 1m (a bare integer is milliseconds), " + got(node));
+         "expected a duration such as 500ms, 5s or 1m (a bare integer is milliseconds), " +
+             got(node));
     return std::nullopt;
 }
 
 std::optional<std::size_t> read_size(const Node& node, const std::string& path, Errors& errors) {
-    if (const auto bytes = parse_quantity(node, kSizeUnits)) return static_cast<std::size_t>(*bytes);
+    if (const auto bytes = parse_quantity(node, kSizeUnits))
+        return static_cast<std::size_t>(*bytes);
     fail(errors, node.origin, path,
          "expected a size such as 1048576, 512KiB or 1MiB (units B, KiB, MiB, GiB), " + got(node));
     return std::nullopt;
@@ -436,7 +455,8 @@ std::optional<Endpoint> parse_endpoint(const std::string& text) {
     std::string host = v6 ? match[1].str() : match[2].str();
     if (!port || *port > 65535) return std::nullopt;
     if (v6 && !is_ip_address(AF_INET6, host)) return std::nullopt;
-    if (!v6 && std::regex_match(host, dotted_numbers) && !is_ip_address(AF_INET, host)) return std::nullopt;
+    if (!v6 && std::regex_match(host, dotted_numbers) && !is_ip_address(AF_INET, host))
+        return std::nullopt;
     return Endpoint{std::move(host), static_cast<std::uint16_t>(*port)};
 }
 
@@ -445,14 +465,16 @@ std::optional<Endpoint> read_endpoint(const Node& node, const std::string& path,
         if (auto endpoint = parse_endpoint(node.text)) return endpoint;
     }
     fail(errors, node.origin, path,
-         "expected host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::1]:8080, " + got(node));
+         "expected host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::1]:8080, " +
+             got(node));
     return std::nullopt;
 }
 
 // Mounts are joined with route paths, so they must neither end in "/" nor hold templates.
 bool is_mount(std::string_view mount) {
     if (mount == "/") return true;
-    return mount.starts_with('/') && !mount.ends_with('/') && mount.find("//") == std::string_view::npos &&
+    return mount.starts_with('/') && !mount.ends_with('/') &&
+           mount.find("//") == std::string_view::npos &&
            mount.find_first_of("{}?#") == std::string_view::npos;
 }
 
@@ -460,7 +482,8 @@ std::optional<std::string> read_mount(const Node& node, const std::string& path,
     if (node.kind == Node::Kind::scalar && is_mount(node.text)) return node.text;
     fail(errors, node.origin, path,
          "expected a path such as /hello or / (starting with '/', without a trailing '/', '//', "
-         "'{', '}', '?' or '#'), " + got(node));
+         "'{', '}', '?' or '#'), " +
+             got(node));
     return std::nullopt;
 }
 
@@ -494,7 +517,8 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
             names.push_back(item.text);
         else
             fail(errors, item.origin, item_key(path, i),
-                 "expected a middleware name PLUGIN or PLUGIN.NAME, such as cors or auth.jwt, " + got(item));
+                 "expected a middleware name PLUGIN or PLUGIN.NAME, such as cors or auth.jwt, " +
+                     got(item));
     }
     return names;
 }
@@ -503,56 +527,84 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
 
 constexpr std::array<std::string_view, 4> kTopKeys{"server", "logging", "middleware", "plugins"};
 constexpr std::array<std::string_view, 8> kServerKeys{
-    "listen", "admin_listen", "admin_enabled", "max_threads", "max_queued", "keep_alive_timeout",
-    "max_keep_alive_requests", "max_body_bytes"};
+    "listen",     "admin_listen",       "admin_enabled",           "max_threads",
+    "max_queued", "keep_alive_timeout", "max_keep_alive_requests", "max_body_bytes"};
 constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
-constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
-constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware",
+                                                      "config"};
+constexpr std::array<std::string_view, 7> kLevels{"trace", "debug",    "info", "warn",
+                                                  "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kFormats{"text", "json"};
 constexpr std::string_view kSearchPaths = "search_paths";
 
 // A section may be left empty (`server:`) to mean all defaults.
-bool is_section(const Node& node, const std::string& path, const std::string& hint, Errors& errors) {
+bool is_section(const Node& node, const std::string& path, const std::string& hint,
+                Errors& errors) {
     if (node.kind == Node::Kind::map) return true;
-    if (node.kind != Node::Kind::null) fail(errors, node.origin, path, "expected a map of settings, " + got(node) + hint);
+    if (node.kind != Node::Kind::null)
+        fail(errors, node.origin, path, "expected a map of settings, " + got(node) + hint);
     return false;
 }
 
 void read_server_key(const Entry& entry, ServerConfig& server, Errors& errors) {
     const std::string path = "server." + entry.key;
     const Node& value = entry.value;
-    if (entry.key == "listen") assign(server.listen, read_endpoint(value, path, errors));
-    else if (entry.key == "admin_listen") assign(server.admin_listen, read_endpoint(value, path, errors));
-    else if (entry.key == "admin_enabled") assign(server.admin_enabled, read_bool(value, path, errors));
-    else if (entry.key == "max_threads") assign(server.max_threads, read_integer(value, path, 1, 100'000, errors));
-    else if (entry.key == "max_queued") assign(server.max_queued, read_integer(value, path, 1, 1'000'000, errors));
-    else if (entry.key == "keep_alive_timeout") assign(server.keep_alive_timeout, read_duration(value, path, errors));
+    if (entry.key == "listen")
+        assign(server.listen, read_endpoint(value, path, errors));
+    else if (entry.key == "admin_listen")
+        assign(server.admin_listen, read_endpoint(value, path, errors));
+    else if (entry.key == "admin_enabled")
+        assign(server.admin_enabled, read_bool(value, path, errors));
+    else if (entry.key == "max_threads")
+        assign(server.max_threads, read_integer(value, path, 1, 100'000, errors));
+    else if (entry.key == "max_queued")
+        assign(server.max_queued, read_integer(value, path, 1, 1'000'000, errors));
+    else if (entry.key == "keep_alive_timeout")
+        assign(server.keep_alive_timeout, read_duration(value, path, errors));
     else if (entry.key == "max_keep_alive_requests")
         assign(server.max_keep_alive_requests, read_integer(value, path, 0, 10'000'000, errors));
-    else if (entry.key == "max_body_bytes") assign(server.max_body_bytes, read_size(value, path, errors));
-    else unknown_key(entry, path, kServerKeys, errors);
+    else if (entry.key == "max_body_bytes")
+        assign(server.max_body_bytes, read_size(value, path, errors));
+    else
+        unknown_key(entry, path, kServerKeys, errors);
 }
 
 void read_logging_key(const Entry& entry, LoggingConfig& logging, Errors& errors) {
     const std::string path = "logging." + entry.key;
-    if (entry.key == "level") assign(logging.level, read_choice(entry.value, path, kLevels, errors));
-    else if (entry.key == "format") assign(logging.format, read_choice(entry.value, path, kFormats, errors));
-    else if (entry.key == "access_log") assign(logging.access_log, read_bool(entry.value, path, errors));
-    else unknown_key(entry, path, kLoggingKeys, errors);
+    if (entry.key == "level")
+        assign(logging.level, read_choice(entry.value, path, kLevels, errors));
+    else if (entry.key == "format")
+        assign(logging.format, read_choice(entry.value, path, kFormats, errors));
+    else if (entry.key == "access_log")
+        assign(logging.access_log, read_bool(entry.value, path, errors));
+    else
+        unknown_key(entry, path, kLoggingKeys, errors);
+}
+
+void read_server(const Node& node, ServerConfig& server, Errors& errors) {
+    if (!is_section(node, "server", "", errors)) return;
+    for (const Entry& entry : node.entries) read_server_key(entry, server, errors);
+}
+
+void read_logging(const Node& node, LoggingConfig& logging, Errors& errors) {
+    if (!is_section(node, "logging", "", errors)) return;
+    for (const Entry& entry : node.entries) read_logging_key(entry, logging, errors);
 }
 
 // Relative paths mean relative to the file that wrote them, not to wherever the server was
 // started; a value from the environment counts as written beside the main file.
 fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir) {
-    const fs::path base = origin.source.starts_with(kEnvSourcePrefix) ? env_base_dir
-                                                                       : fs::path(origin.source).parent_path();
+    const fs::path base = origin.source.starts_with(kEnvSourcePrefix)
+                              ? env_base_dir
+                              : fs::path(origin.source).parent_path();
     std::error_code ec;
     fs::path resolved = fs::absolute(base / text, ec).lexically_normal();
     if (!resolved.has_filename()) resolved = resolved.parent_path();
     return resolved;
 }
 
-std::vector<fs::path> read_search_paths(const Node& node, const fs::path& env_base_dir, Errors& errors) {
+std::vector<fs::path> read_search_paths(const Node& node, const fs::path& env_base_dir,
+                                        Errors& errors) {
     const std::string path = "plugins." + std::string(kSearchPaths);
     std::vector<fs::path> dirs;
     const auto items = list_items(node, path, "a list of directories", errors);
@@ -576,7 +628,8 @@ json scalar_to_json(const Node& node) {
     if (text == "false" || text == "False" || text == "FALSE") return false;
     if (const auto integer = parse_integer(text)) return *integer;
     if (std::regex_match(text, float_pattern)) {
-        const std::string_view digits = text.starts_with('+') ? std::string_view(text).substr(1) : text;
+        const std::string_view digits =
+            text.starts_with('+') ? std::string_view(text).substr(1) : text;
         double value = 0;
         std::from_chars(digits.data(), digits.data() + digits.size(), value);
         return value;
@@ -584,26 +637,34 @@ json scalar_to_json(const Node& node) {
     return text;
 }
 
-json to_json(const Node& node, const json::json_pointer& pointer, std::map<std::string, Origin>& origins) {
+json to_json(const Node& node, const json::json_pointer& pointer,
+             std::map<std::string, Origin>& origins) {
     origins[pointer.to_string()] = node.origin;
     switch (node.kind) {
-    case Node::Kind::null: return nullptr;
-    case Node::Kind::scalar: return scalar_to_json(node);
+    case Node::Kind::null:
+        return nullptr;
+    case Node::Kind::scalar:
+        return scalar_to_json(node);
     case Node::Kind::sequence: {
         json array = json::array();
-        for (std::size_t i = 0; i < node.items.size(); ++i) array.push_back(to_json(node.items[i], pointer / i, origins));
+        for (std::size_t i = 0; i < node.items.size(); ++i)
+            array.push_back(to_json(node.items[i], pointer / i, origins));
         return array;
     }
-    case Node::Kind::map: break;
+    case Node::Kind::map:
+        break;
     }
     json object = json::object();
-    for (const Entry& entry : node.entries) object[entry.key] = to_json(entry.value, pointer / entry.key, origins);
+    for (const Entry& entry : node.entries)
+        object[entry.key] = to_json(entry.value, pointer / entry.key, origins);
     return object;
 }
 
-void read_plugin_config(const Node& node, const std::string& path, PluginConfig& plugin, Errors& errors) {
+void read_plugin_config(const Node& node, const std::string& path, PluginConfig& plugin,
+                        Errors& errors) {
     if (node.kind != Node::Kind::map && node.kind != Node::Kind::null) {
-        fail(errors, node.origin, path, "expected a map of the plugin's own settings, " + got(node));
+        fail(errors, node.origin, path,
+             "expected a map of the plugin's own settings, " + got(node));
         return;
     }
     plugin.config_origins.clear();
@@ -614,12 +675,18 @@ void read_plugin_config(const Node& node, const std::string& path, PluginConfig&
 void read_plugin_key(const Entry& entry, PluginConfig& plugin, Errors& errors) {
     const std::string path = "plugins." + plugin.name + "." + entry.key;
     const Node& value = entry.value;
-    if (entry.key == "enabled") assign(plugin.enabled, read_bool(value, path, errors));
-    else if (entry.key == "required") assign(plugin.required, read_bool(value, path, errors));
-    else if (entry.key == "mount") assign(plugin.mount, read_mount(value, path, errors));
-    else if (entry.key == "middleware") assign(plugin.middleware, read_middleware(value, path, errors));
-    else if (entry.key == "config") read_plugin_config(value, path, plugin, errors);
-    else unknown_key(entry, path, kPluginKeys, errors);
+    if (entry.key == "enabled")
+        assign(plugin.enabled, read_bool(value, path, errors));
+    else if (entry.key == "required")
+        assign(plugin.required, read_bool(value, path, errors));
+    else if (entry.key == "mount")
+        assign(plugin.mount, read_mount(value, path, errors));
+    else if (entry.key == "middleware")
+        assign(plugin.middleware, read_middleware(value, path, errors));
+    else if (entry.key == "config")
+        read_plugin_config(value, path, plugin, errors);
+    else
+        unknown_key(entry, path, kPluginKeys, errors);
 }
 
 PluginConfig read_plugin(const Entry& section, Errors& errors) {
@@ -629,8 +696,9 @@ PluginConfig read_plugin(const Entry& section, Errors& errors) {
     plugin.origin = section.key_origin;
     plugin.config_origins[""] = plugin.origin;
     // `search_path: [...]` is a valid plugin name with a list value; point at the typo.
-    const std::string hint =
-        edit_distance(section.key, kSearchPaths) <= 2 ? " (did you mean '" + std::string(kSearchPaths) + "'?)" : "";
+    const std::string hint = edit_distance(section.key, kSearchPaths) <= 2
+                                 ? " (did you mean '" + std::string(kSearchPaths) + "'?)"
+                                 : "";
     if (is_section(section.value, "plugins." + plugin.name, hint, errors)) {
         for (const Entry& entry : section.value.entries) read_plugin_key(entry, plugin, errors);
     }
@@ -655,19 +723,16 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
     Config config;
     for (const Entry& entry : root.entries) {
         const Node& value = entry.value;
-        if (entry.key == "server") {
-            if (is_section(value, entry.key, "", errors))
-                for (const Entry& key : value.entries) read_server_key(key, config.server, errors);
-        } else if (entry.key == "logging") {
-            if (is_section(value, entry.key, "", errors))
-                for (const Entry& key : value.entries) read_logging_key(key, config.logging, errors);
-        } else if (entry.key == "middleware") {
+        if (entry.key == "server")
+            read_server(value, config.server, errors);
+        else if (entry.key == "logging")
+            read_logging(value, config.logging, errors);
+        else if (entry.key == "middleware")
             assign(config.middleware, read_middleware(value, entry.key, errors));
-        } else if (entry.key == "plugins") {
+        else if (entry.key == "plugins")
             read_plugins(value, env_base_dir, config, errors);
-        } else {
+        else
             unknown_key(entry, entry.key, kTopKeys, errors);
-        }
     }
     return config;
 }

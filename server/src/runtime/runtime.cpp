@@ -213,12 +213,14 @@ private:
         if (own)
             for (const auto& b : *own)
                 if (b->plugin == ref.plugin) offered.push_back(b.get());
-        const PluginReport* r = find_report(ref.plugin);
-        if (!r || r->status == PluginStatus::disabled)
-            return tl::unexpected("middleware '" + text + "' is not available: plugin '" + ref.plugin + "' is " +
-                                  (r ? "disabled" : "not configured"));
-        if (offered.empty() && r->status == PluginStatus::failed)
-            return tl::unexpected("middleware '" + text + "' is not available: plugin '" + ref.plugin + "' failed");
+        if (offered.empty()) {
+            const PluginReport* r = find_report(ref.plugin);
+            std::string state = !r ? "is not configured"
+                                : r->status == PluginStatus::disabled ? "is disabled"
+                                : r->status == PluginStatus::failed   ? "failed"
+                                                                      : "registers no middleware";
+            return tl::unexpected("middleware '" + text + "' is not available: plugin '" + ref.plugin + "' " + state);
+        }
         if (ref.name.empty()) {
             if (offered.size() == 1) return offered.front();
             std::vector<std::string> names;
