@@ -25,10 +25,13 @@ public:
         doc.tags = {"hello"};
         doc.response_schema = {{"type", "object"},
                                {"properties", {{"greeting", {{"type", "string"}}}, {"name", {{"type", "string"}}}}}};
-        context.get("/{name}", [this](trellis::Request& request, trellis::Response& response) {
-            std::string name(request.param("name").value_or(""));
-            response.json({{"greeting", greeting_ + ", " + name + "!"}, {"name", name}});
-        }, doc);
+        context.get(
+            "/{name}",
+            [this](trellis::Request& request, trellis::Response& response) {
+                std::string name(request.param("name").value_or(""));
+                response.json({{"greeting", greeting_ + ", " + name + "!"}, {"name", name}});
+            },
+            doc);
     }
 
 private:

@@ -1,9 +1,10 @@
-# trellis_add_plugin(NAME SOURCES...): builds a Trellis plugin module NAME.so that
-# exports only its entry symbol. The one CMake call a plugin author needs.
+# trellis_add_plugin(NAME SOURCES... [OUTPUT_DIRECTORY DIR] [NO_INSTALL]): builds the
+# Trellis plugin module NAME.so, exporting only its entry symbol, and installs it into
+# lib/trellis/plugins (component NAME). The one CMake call a plugin author needs.
 include_guard(GLOBAL)
 
 function(trellis_add_plugin name)
-  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
+  cmake_parse_arguments(ARG "NO_INSTALL" "OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
   set(sources ${ARG_SOURCES} ${ARG_UNPARSED_ARGUMENTS})
   add_library(${name} MODULE ${sources})
   target_link_libraries(${name} PRIVATE Trellis::sdk)
@@ -20,4 +21,7 @@ function(trellis_add_plugin name)
   endif()
   # A plugin must resolve every symbol at link time: the host exports nothing to it.
   target_link_options(${name} PRIVATE -Wl,--no-undefined -Wl,-z,relro,-z,now)
+  if(NOT ARG_NO_INSTALL)
+    install(TARGETS ${name} LIBRARY DESTINATION lib/trellis/plugins COMPONENT ${name})
+  endif()
 endfunction()

@@ -5,9 +5,9 @@
 #include "support/test_server.hpp"
 
 using namespace trellis;
+using Catch::Matchers::Contains;
 using test::config_yaml;
 using test::TestServer;
-using Catch::Matchers::Contains;
 
 namespace {
 void check_problem(const test::HttpResponse& r, int status, const std::string& code) {

@@ -5,10 +5,10 @@
 #include "support/test_server.hpp"
 
 using namespace trellis;
+using Catch::Matchers::Contains;
 using test::config_yaml;
 using test::find_report;
 using test::TestServer;
-using Catch::Matchers::Contains;
 
 TEST_CASE("global middleware runs in config order, then the plugin's own", "[middleware]") {
     TestServer server(config_yaml("  alpha: {}\n  beta: {}\n  gamma:\n    middleware: [gamma.mark]\n",
@@ -16,8 +16,8 @@ TEST_CASE("global middleware runs in config order, then the plugin's own", "[mid
     auto r = server.get("/gamma/attributes");
     REQUIRE(r.status == 200);
     auto attributes = r.json()["attributes"];
-    CHECK(attributes["trace"] == "beta,alpha,gamma");        // inbound order
-    CHECK(r.header("X-Trace") == "gamma,alpha,beta");        // outbound: innermost first
+    CHECK(attributes["trace"] == "beta,alpha,gamma");              // inbound order
+    CHECK(r.header("X-Trace") == "gamma,alpha,beta");              // outbound: innermost first
     CHECK(attributes["principal"] == R"({"user":"gamma-user"})");  // set by middleware, read by the handler
     CHECK(attributes["trellis.request_id"] == *r.header("X-Request-ID"));
 
@@ -51,7 +51,8 @@ TEST_CASE("an error below a middleware propagates as 500 through it", "[middlewa
 }
 
 TEST_CASE("a plugin name alone is ambiguous when it registers several middleware", "[middleware]") {
-    TestServer server(config_yaml("  alpha:\n    config: {middleware: [mark, deny]}\n  beta:\n    middleware: [alpha]\n"));
+    TestServer server(
+        config_yaml("  alpha:\n    config: {middleware: [mark, deny]}\n  beta:\n    middleware: [alpha]\n"));
     const auto* beta = find_report(server.runtime(), "beta");
     REQUIRE(beta->status == runtime::PluginStatus::failed);
     CHECK_THAT(beta->reason, Contains("plugin 'alpha' registers 2 middleware (alpha.mark, alpha.deny)"));
@@ -66,8 +67,8 @@ TEST_CASE("per-plugin middleware of a disabled plugin refuses the plugin", "[mid
 
 TEST_CASE("global middleware that is not available stops the build", "[middleware]") {
     test::TempDir dir;
-    auto config = test::load_config(dir, config_yaml("  alpha: {enabled: false}\n  hello: {}\n",
-                                                     "middleware: [alpha.mark]\n"));
+    auto config =
+        test::load_config(dir, config_yaml("  alpha: {enabled: false}\n  hello: {}\n", "middleware: [alpha.mark]\n"));
     plugin::LibraryCache libraries;
     auto built = runtime::Runtime::build(config, libraries);
     REQUIRE_FALSE(built);

@@ -6,11 +6,11 @@
 #include "support/test_server.hpp"
 
 using namespace trellis;
+using Catch::Matchers::Contains;
+using runtime::PluginStatus;
 using test::config_yaml;
 using test::find_report;
 using test::TestServer;
-using Catch::Matchers::Contains;
-using runtime::PluginStatus;
 
 namespace {
 
@@ -30,8 +30,7 @@ runtime::PluginReport refused(const std::string& extra, const std::string& name)
 
 TEST_CASE("a missing plugin file names the search paths", "[loading]") {
     auto report = refused("  ghost: {}\n", "ghost");
-    CHECK_THAT(report.reason, Contains("no ghost.so in the plugin search paths") &&
-                                  Contains(TRELLIS_TEST_FIXTURE_DIR));
+    CHECK_THAT(report.reason, Contains("no ghost.so in the plugin search paths") && Contains(TRELLIS_TEST_FIXTURE_DIR));
 }
 
 TEST_CASE("a file that is not a shared library", "[loading]") {
@@ -149,5 +148,5 @@ TEST_CASE("a required plugin that fails makes the build fail with the same messa
     REQUIRE_FALSE(built);
     REQUIRE(built.error().size() == 1);
     CHECK_THAT(built.error()[0], Contains("plugin 'abi_major_two' (") && Contains("abi_major_two.so") &&
-                                    Contains("is required but built for ABI 2.0"));
+                                     Contains("is required but built for ABI 2.0"));
 }

@@ -24,7 +24,8 @@ HttpResponse http_request(std::uint16_t port, const std::string& method, const s
     session.setTimeout(Poco::Timespan(10, 0));
     Poco::Net::HTTPRequest request(method, target, Poco::Net::HTTPMessage::HTTP_1_1);
     for (const auto& [name, value] : headers) request.set(name, value);
-    if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") request.setContentLength(body.size());
+    if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH")
+        request.setContentLength(body.size());
     session.sendRequest(request) << body;
     Poco::Net::HTTPResponse response;
     std::istream& in = session.receiveResponse(response);

@@ -1,12 +1,12 @@
 // Child processes for CLI tests.
 #include "support/process.hpp"
 
-#include <csignal>
-#include <cstdlib>
 #include <fcntl.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+#include <csignal>
+#include <cstdlib>
+#include <thread>
 
 #include <Poco/Net/ServerSocket.h>
 

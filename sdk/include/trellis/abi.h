@@ -118,8 +118,7 @@ typedef struct trellis_next trellis_next;
  *             anything else means the handler failed: the host answers 500
  *             problem+json and logs the message set with request_set_error.
  */
-typedef trellis_status (*trellis_on_request_fn)(void* user_data, trellis_request* request,
-                                                trellis_response* response);
+typedef trellis_status (*trellis_on_request_fn)(void* user_data, trellis_request* request, trellis_response* response);
 
 /**
  * Runs one middleware for a request.
@@ -146,8 +145,8 @@ struct trellis_host_api;
  *             to on_init, on_shutdown and on_destroy.
  * Returns:    TRELLIS_OK, or an error with a message set through api->set_error.
  */
-typedef trellis_status (*trellis_on_create_fn)(const struct trellis_host_api* api,
-                                               trellis_host* host, void** instance_out);
+typedef trellis_status (*trellis_on_create_fn)(const struct trellis_host_api* api, trellis_host* host,
+                                               void** instance_out);
 
 /**
  * Initialises an instance: read config, register routes and middleware. Registration
@@ -267,18 +266,17 @@ typedef struct trellis_host_api {
     /** Entry `index` of a field kind. Returns TRELLIS_ERROR_NOT_FOUND past the end.
      *  Strings valid during the call; attribute strings until the same attribute is set
      *  again. */
-    trellis_status (*request_field_at)(const trellis_request* request, trellis_field_kind kind,
-                                       size_t index, trellis_str* name_out, trellis_str* value_out);
+    trellis_status (*request_field_at)(const trellis_request* request, trellis_field_kind kind, size_t index,
+                                       trellis_str* name_out, trellis_str* value_out);
 
     /** First entry named `name` of a field kind (headers case-insensitively).
      *  Returns TRELLIS_ERROR_NOT_FOUND when absent. Lifetime as request_field_at. */
-    trellis_status (*request_field_get)(const trellis_request* request, trellis_field_kind kind,
-                                        trellis_str name, trellis_str* value_out);
+    trellis_status (*request_field_get)(const trellis_request* request, trellis_field_kind kind, trellis_str name,
+                                        trellis_str* value_out);
 
     /** Sets a per-request attribute that later middleware and the handler read with
      *  TRELLIS_FIELD_ATTRIBUTE. By convention values are JSON text. */
-    trellis_status (*request_set_attribute)(trellis_request* request, trellis_str name,
-                                            trellis_str value);
+    trellis_status (*request_set_attribute)(trellis_request* request, trellis_str name, trellis_str value);
 
     /** Sets the message explaining why on_request/on_middleware returns an error; the host
      *  logs it with the request id. It is never sent to the client. */
@@ -293,17 +291,14 @@ typedef struct trellis_host_api {
     int32_t (*response_status)(const trellis_response* response);
 
     /** Replaces all values of a header. An empty value removes it. */
-    trellis_status (*response_set_header)(trellis_response* response, trellis_str name,
-                                          trellis_str value);
+    trellis_status (*response_set_header)(trellis_response* response, trellis_str name, trellis_str value);
 
     /** Appends a header value (for repeatable headers such as Vary or Set-Cookie). */
-    trellis_status (*response_add_header)(trellis_response* response, trellis_str name,
-                                          trellis_str value);
+    trellis_status (*response_add_header)(trellis_response* response, trellis_str name, trellis_str value);
 
     /** First value of a response header; TRELLIS_ERROR_NOT_FOUND when absent.
      *  Valid until the header is changed. */
-    trellis_status (*response_header)(const trellis_response* response, trellis_str name,
-                                      trellis_str* value_out);
+    trellis_status (*response_header)(const trellis_response* response, trellis_str name, trellis_str* value_out);
 
     /** Replaces the response body. */
     trellis_status (*response_set_body)(trellis_response* response, trellis_str body);

@@ -496,9 +496,9 @@ const trellis_plugin_descriptor* descriptor_for() noexcept {
 
 /// Declares the plugin class of this library: it must derive from trellis::Plugin, be
 /// default-constructible and have `static trellis::PluginInfo info()`. Use once per plugin.
-#define TRELLIS_PLUGIN(PluginClass)                                                         \
+#define TRELLIS_PLUGIN(PluginClass)                                                                \
     extern "C" TRELLIS_PLUGIN_EXPORT const trellis_plugin_descriptor* trellis_plugin_entry(void) { \
-        return ::trellis::detail::descriptor_for<PluginClass>();                            \
+        return ::trellis::detail::descriptor_for<PluginClass>();                                   \
     }
 
 #endif  // TRELLIS_PLUGIN_HPP

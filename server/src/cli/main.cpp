@@ -107,8 +107,8 @@ int serve(const Arguments& args) {
     if (!config) return 1;
     trellis::logging::configure(config->logging);
     auto log = trellis::logging::get("trellis");
-    log->info("Trellis {} (plugin ABI {}.{}) starting with {}", TRELLIS_VERSION, TRELLIS_ABI_MAJOR,
-              TRELLIS_ABI_MINOR, args.config_path);
+    log->info("Trellis {} (plugin ABI {}.{}) starting with {}", TRELLIS_VERSION, TRELLIS_ABI_MAJOR, TRELLIS_ABI_MINOR,
+              args.config_path);
 
     trellis::plugin::LibraryCache libraries;
     auto runtime = rt::Runtime::build(config, libraries);

@@ -64,9 +64,7 @@ std::string join_key(const std::string& path, std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
 }
 
-std::string item_key(const std::string& path, std::size_t index) {
-    return path + "[" + std::to_string(index) + "]";
-}
+std::string item_key(const std::string& path, std::size_t index) { return path + "[" + std::to_string(index) + "]"; }
 
 // Later sources win; maps merge key by key so that a drop-in can change one setting. An
 // empty value (`hello:`) over a map adds nothing rather than wiping what came before.
@@ -87,14 +85,10 @@ void merge(Node& base, Node overlay) {
 // How a wrong value is shown in a message.
 std::string got(const Node& node) {
     switch (node.kind) {
-    case Node::Kind::null:
-        return "got nothing (null)";
-    case Node::Kind::sequence:
-        return "got a list";
-    case Node::Kind::map:
-        return "got a map";
-    case Node::Kind::scalar:
-        break;
+        case Node::Kind::null: return "got nothing (null)";
+        case Node::Kind::sequence: return "got a list";
+        case Node::Kind::map: return "got a map";
+        case Node::Kind::scalar: break;
     }
     return node.plain ? "got '" + node.text + "'" : "got the quoted string '" + node.text + "'";
 }
@@ -117,8 +111,7 @@ public:
             node.plain = yaml.Tag() == "?";
         } else if (yaml.IsSequence()) {
             node.kind = Node::Kind::sequence;
-            for (std::size_t i = 0; i < yaml.size(); ++i)
-                node.items.push_back(convert(yaml[i], item_key(path, i)));
+            for (std::size_t i = 0; i < yaml.size(); ++i) node.items.push_back(convert(yaml[i], item_key(path, i)));
         } else if (yaml.IsMap()) {
             node.kind = Node::Kind::map;
             node.entries = convert_entries(yaml, path);
@@ -148,8 +141,7 @@ private:
             if (entry.value.kind != Node::Kind::scalar) entry.value.origin = key_origin;
             if (const Entry* first = find_entry(entries, entry.key)) {
                 errors_.push_back(key_origin.describe() + ": key '" + entry_path +
-                                  "': set twice in one map (first at " +
-                                  first->key_origin.describe() + ")");
+                                  "': set twice in one map (first at " + first->key_origin.describe() + ")");
                 continue;
             }
             entries.push_back(std::move(entry));
@@ -184,8 +176,7 @@ std::optional<std::string> read_text(const fs::path& file, Errors& errors) {
     return text;
 }
 
-std::optional<Node> document_root(const std::vector<YAML::Node>& documents,
-                                  const std::string& source, Errors& errors) {
+std::optional<Node> document_root(const std::vector<YAML::Node>& documents, const std::string& source, Errors& errors) {
     if (documents.size() > 1) {
         errors.push_back(source + ": holds " + std::to_string(documents.size()) +
                          " YAML documents; a configuration file holds one");
@@ -197,8 +188,7 @@ std::optional<Node> document_root(const std::vector<YAML::Node>& documents,
     if (documents.empty() || documents.front().IsNull()) return root;
     root = Converter({source, 0, 0}, true, errors).convert(documents.front(), "");
     if (root.kind == Node::Kind::map) return root;
-    errors.push_back(root.origin.describe() +
-                     ": the top of a configuration file must be a map of keys, " + got(root));
+    errors.push_back(root.origin.describe() + ": the top of a configuration file must be a map of keys, " + got(root));
     return std::nullopt;
 }
 
@@ -210,8 +200,7 @@ std::optional<Node> load_file(const fs::path& file, Errors& errors) {
     try {
         return document_root(YAML::LoadAll(*text), source, errors);
     } catch (const YAML::Exception& e) {
-        const Origin at = e.mark.is_null() ? Origin{source, 0, 0}
-                                           : Origin{source, e.mark.line + 1, e.mark.column + 1};
+        const Origin at = e.mark.is_null() ? Origin{source, 0, 0} : Origin{source, e.mark.line + 1, e.mark.column + 1};
         errors.push_back(at.describe() + ": invalid YAML: " + e.msg);
         return std::nullopt;
     }
@@ -225,8 +214,7 @@ std::vector<fs::path> drop_in_files(const fs::path& main_file, Errors& errors) {
     std::vector<fs::path> files;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
         std::error_code type_ec;
-        if (it->path().extension() == ".yaml" && it->is_regular_file(type_ec))
-            files.push_back(it->path());
+        if (it->path().extension() == ".yaml" && it->is_regular_file(type_ec)) files.push_back(it->path());
     }
     if (ec) errors.push_back(dir.string() + ": cannot list drop-in files: " + ec.message());
     std::ranges::sort(files);
@@ -241,8 +229,7 @@ std::vector<std::string> env_key_path(std::string_view name) {
         const auto cut = rest.find("__");
         std::string level(rest.substr(0, cut));
         if (level.empty()) return {};
-        std::ranges::transform(level, level.begin(),
-                               [](unsigned char c) { return std::tolower(c); });
+        std::ranges::transform(level, level.begin(), [](unsigned char c) { return std::tolower(c); });
         path.push_back(std::move(level));
         if (cut == std::string_view::npos) return path;
         rest.remove_prefix(cut + 2);
@@ -251,14 +238,12 @@ std::vector<std::string> env_key_path(std::string_view name) {
 
 // Parsed as YAML so that `false`, `8080` and `[a, b]` mean what they mean in a file. Only
 // flow collections count as collections: "a: b" or "- x" in a variable is meant as text.
-std::optional<Node> env_value(const std::string& text, const Origin& origin,
-                              const std::string& path, Errors& errors) {
+std::optional<Node> env_value(const std::string& text, const Origin& origin, const std::string& path, Errors& errors) {
     const auto first = text.find_first_not_of(" \t");
     const bool flow = first != std::string::npos && (text[first] == '[' || text[first] == '{');
     try {
         const YAML::Node yaml = YAML::Load(text);
-        if (flow || yaml.IsScalar() || yaml.IsNull())
-            return Converter(origin, false, errors).convert(yaml, path);
+        if (flow || yaml.IsScalar() || yaml.IsNull()) return Converter(origin, false, errors).convert(yaml, path);
     } catch (const YAML::Exception& e) {
         if (flow) {
             errors.push_back(origin.describe() + ": invalid YAML: " + e.msg);
@@ -284,21 +269,18 @@ Node nest(const std::vector<std::string>& path, Node value, const Origin& origin
     return value;
 }
 
-void apply_environment(const LoadOptions& options, Node& root, std::vector<std::string>& sources,
-                       Errors& errors) {
+void apply_environment(const LoadOptions& options, Node& root, std::vector<std::string>& sources, Errors& errors) {
     for (const auto& [name, value] : options.environment) {
         if (!name.starts_with(kEnvPrefix) || name == kEnvMainFile) continue;
         const Origin origin{std::string(kEnvSourcePrefix) + name, 0, 0};
         const auto path = env_key_path(name);
         if (path.empty()) {
-            errors.push_back(
-                origin.describe() +
-                ": cannot tell which key this sets; write TRELLIS_ and the key path in "
-                "upper case with '__' between levels, such as TRELLIS_SERVER__LISTEN");
+            errors.push_back(origin.describe() +
+                             ": cannot tell which key this sets; write TRELLIS_ and the key path in "
+                             "upper case with '__' between levels, such as TRELLIS_SERVER__LISTEN");
             continue;
         }
-        const std::string dotted =
-            std::accumulate(path.begin() + 1, path.end(), path.front(), join_key);
+        const std::string dotted = std::accumulate(path.begin() + 1, path.end(), path.front(), join_key);
         if (auto node = env_value(value, origin, dotted, errors)) {
             merge(root, nest(path, std::move(*node), origin));
             sources.push_back(origin.source);
@@ -308,8 +290,7 @@ void apply_environment(const LoadOptions& options, Node& root, std::vector<std::
 
 // ---- Checking values ------------------------------------------------------------------
 
-void fail(Errors& errors, const Origin& origin, const std::string& path,
-          const std::string& reason) {
+void fail(Errors& errors, const Origin& origin, const std::string& path, const std::string& reason) {
     errors.push_back(origin.describe() + ": key '" + path + "': " + reason);
 }
 
@@ -321,16 +302,14 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
         row[0] = i;
         for (std::size_t j = 1; j <= b.size(); ++j) {
             const std::size_t above = row[j];
-            row[j] =
-                std::min({above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            row[j] = std::min({above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
             diagonal = above;
         }
     }
     return row[b.size()];
 }
 
-std::optional<std::string_view> closest(std::string_view key,
-                                        std::span<const std::string_view> known) {
+std::optional<std::string_view> closest(std::string_view key, std::span<const std::string_view> known) {
     std::optional<std::string_view> best;
     std::size_t best_distance = 3;  // further than two edits is a different word, not a typo
     for (const std::string_view candidate : known) {
@@ -342,11 +321,9 @@ std::optional<std::string_view> closest(std::string_view key,
     return best;
 }
 
-void unknown_key(const Entry& entry, const std::string& path,
-                 std::span<const std::string_view> known, Errors& errors) {
+void unknown_key(const Entry& entry, const std::string& path, std::span<const std::string_view> known, Errors& errors) {
     std::string message = entry.key_origin.describe() + ": unknown key '" + path + "'";
-    if (const auto guess = closest(entry.key, known))
-        message += " (did you mean '" + std::string(*guess) + "'?)";
+    if (const auto guess = closest(entry.key, known)) message += " (did you mean '" + std::string(*guess) + "'?)";
     errors.push_back(std::move(message));
 }
 
@@ -366,23 +343,20 @@ std::optional<std::int64_t> parse_integer(std::string_view text) {
     return value;
 }
 
-std::optional<std::int64_t> read_integer(const Node& node, const std::string& path,
-                                         std::int64_t min, std::int64_t max, Errors& errors) {
+std::optional<std::int64_t> read_integer(const Node& node, const std::string& path, std::int64_t min, std::int64_t max,
+                                         Errors& errors) {
     if (node.kind == Node::Kind::scalar && node.plain) {
-        if (const auto value = parse_integer(node.text); value && *value >= min && *value <= max)
-            return value;
+        if (const auto value = parse_integer(node.text); value && *value >= min && *value <= max) return value;
     }
     fail(errors, node.origin, path,
-         "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", " +
-             got(node));
+         "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", " + got(node));
     return std::nullopt;
 }
 
 // yaml-cpp's own reading of booleans (true/false, yes/no, on/off), but only when unquoted.
 std::optional<bool> read_bool(const Node& node, const std::string& path, Errors& errors) {
     bool value = false;
-    if (node.kind == Node::Kind::scalar && node.plain &&
-        YAML::convert<bool>::decode(YAML::Node(node.text), value))
+    if (node.kind == Node::Kind::scalar && node.plain && YAML::convert<bool>::decode(YAML::Node(node.text), value))
         return value;
     fail(errors, node.origin, path, "expected true or false (without quotes), " + got(node));
     return std::nullopt;
@@ -390,11 +364,9 @@ std::optional<bool> read_bool(const Node& node, const std::string& path, Errors&
 
 std::optional<std::string> read_choice(const Node& node, const std::string& path,
                                        std::span<const std::string_view> choices, Errors& errors) {
-    if (node.kind == Node::Kind::scalar && std::ranges::find(choices, node.text) != choices.end())
-        return node.text;
+    if (node.kind == Node::Kind::scalar && std::ranges::find(choices, node.text) != choices.end()) return node.text;
     std::string listed;
-    for (const std::string_view choice : choices)
-        listed += (listed.empty() ? "" : ", ") + std::string(choice);
+    for (const std::string_view choice : choices) listed += (listed.empty() ? "" : ", ") + std::string(choice);
     fail(errors, node.origin, path, "expected one of " + listed + ", " + got(node));
     return std::nullopt;
 }
@@ -404,36 +376,31 @@ struct Unit {
     std::int64_t factor;
 };
 constexpr std::array kDurationUnits{Unit{"", 1}, Unit{"ms", 1}, Unit{"s", 1000}, Unit{"m", 60'000}};
-constexpr std::array kSizeUnits{Unit{"", 1}, Unit{"B", 1}, Unit{"KiB", 1024},
-                                Unit{"MiB", 1024 * 1024}, Unit{"GiB", 1024 * 1024 * 1024}};
+constexpr std::array kSizeUnits{Unit{"", 1}, Unit{"B", 1}, Unit{"KiB", 1024}, Unit{"MiB", 1024 * 1024},
+                                Unit{"GiB", 1024 * 1024 * 1024}};
 
 // "<digits><unit>", the unit optional; nullopt when malformed or too large to hold.
 std::optional<std::int64_t> parse_quantity(const Node& node, std::span<const Unit> units) {
     static const std::regex pattern(R"(([0-9]+) *([A-Za-z]*))");
     std::smatch match;
-    if (node.kind != Node::Kind::scalar || !std::regex_match(node.text, match, pattern))
-        return std::nullopt;
+    if (node.kind != Node::Kind::scalar || !std::regex_match(node.text, match, pattern)) return std::nullopt;
     const std::string unit_name = match[2].str();
     const auto unit = std::ranges::find(units, std::string_view(unit_name), &Unit::name);
     const auto count = parse_integer(match[1].str());
-    if (unit == units.end() || !count ||
-        *count > std::numeric_limits<std::int64_t>::max() / unit->factor)
+    if (unit == units.end() || !count || *count > std::numeric_limits<std::int64_t>::max() / unit->factor)
         return std::nullopt;
     return *count * unit->factor;
 }
 
-std::optional<std::chrono::milliseconds> read_duration(const Node& node, const std::string& path,
-                                                       Errors& errors) {
+std::optional<std::chrono::milliseconds> read_duration(const Node& node, const std::string& path, Errors& errors) {
     if (const auto ms = parse_quantity(node, kDurationUnits)) return std::chrono::milliseconds(*ms);
     fail(errors, node.origin, path,
-         "expected a duration such as 500ms, 5s or 1m (a bare integer is milliseconds), " +
-             got(node));
+         "expected a duration such as 500ms, 5s or 1m (a bare integer is milliseconds), " + got(node));
     return std::nullopt;
 }
 
 std::optional<std::size_t> read_size(const Node& node, const std::string& path, Errors& errors) {
-    if (const auto bytes = parse_quantity(node, kSizeUnits))
-        return static_cast<std::size_t>(*bytes);
+    if (const auto bytes = parse_quantity(node, kSizeUnits)) return static_cast<std::size_t>(*bytes);
     fail(errors, node.origin, path,
          "expected a size such as 1048576, 512KiB or 1MiB (units B, KiB, MiB, GiB), " + got(node));
     return std::nullopt;
@@ -455,8 +422,7 @@ std::optional<Endpoint> parse_endpoint(const std::string& text) {
     std::string host = v6 ? match[1].str() : match[2].str();
     if (!port || *port > 65535) return std::nullopt;
     if (v6 && !is_ip_address(AF_INET6, host)) return std::nullopt;
-    if (!v6 && std::regex_match(host, dotted_numbers) && !is_ip_address(AF_INET, host))
-        return std::nullopt;
+    if (!v6 && std::regex_match(host, dotted_numbers) && !is_ip_address(AF_INET, host)) return std::nullopt;
     return Endpoint{std::move(host), static_cast<std::uint16_t>(*port)};
 }
 
@@ -465,16 +431,14 @@ std::optional<Endpoint> read_endpoint(const Node& node, const std::string& path,
         if (auto endpoint = parse_endpoint(node.text)) return endpoint;
     }
     fail(errors, node.origin, path,
-         "expected host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::1]:8080, " +
-             got(node));
+         "expected host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::1]:8080, " + got(node));
     return std::nullopt;
 }
 
 // Mounts are joined with route paths, so they must neither end in "/" nor hold templates.
 bool is_mount(std::string_view mount) {
     if (mount == "/") return true;
-    return mount.starts_with('/') && !mount.ends_with('/') &&
-           mount.find("//") == std::string_view::npos &&
+    return mount.starts_with('/') && !mount.ends_with('/') && mount.find("//") == std::string_view::npos &&
            mount.find_first_of("{}?#") == std::string_view::npos;
 }
 
@@ -498,16 +462,15 @@ bool is_middleware_name(const std::string& name) {
 }
 
 // The items of a list key; an empty value is an empty list. nullopt once reported.
-std::optional<std::span<const Node>> list_items(const Node& node, const std::string& path,
-                                                const std::string& what, Errors& errors) {
+std::optional<std::span<const Node>> list_items(const Node& node, const std::string& path, const std::string& what,
+                                                Errors& errors) {
     if (node.kind == Node::Kind::sequence) return std::span<const Node>(node.items);
     if (node.kind == Node::Kind::null) return std::span<const Node>();
     fail(errors, node.origin, path, "expected " + what + ", " + got(node));
     return std::nullopt;
 }
 
-std::optional<std::vector<std::string>> read_middleware(const Node& node, const std::string& path,
-                                                        Errors& errors) {
+std::optional<std::vector<std::string>> read_middleware(const Node& node, const std::string& path, Errors& errors) {
     const auto items = list_items(node, path, "a list of middleware names", errors);
     if (!items) return std::nullopt;
     std::vector<std::string> names;
@@ -517,8 +480,7 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
             names.push_back(item.text);
         else
             fail(errors, item.origin, item_key(path, i),
-                 "expected a middleware name PLUGIN or PLUGIN.NAME, such as cors or auth.jwt, " +
-                     got(item));
+                 "expected a middleware name PLUGIN or PLUGIN.NAME, such as cors or auth.jwt, " + got(item));
     }
     return names;
 }
@@ -530,16 +492,13 @@ constexpr std::array<std::string_view, 8> kServerKeys{
     "listen",     "admin_listen",       "admin_enabled",           "max_threads",
     "max_queued", "keep_alive_timeout", "max_keep_alive_requests", "max_body_bytes"};
 constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
-constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware",
-                                                      "config"};
-constexpr std::array<std::string_view, 7> kLevels{"trace", "debug",    "info", "warn",
-                                                  "error", "critical", "off"};
+constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
+constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kFormats{"text", "json"};
 constexpr std::string_view kSearchPaths = "search_paths";
 
 // A section may be left empty (`server:`) to mean all defaults.
-bool is_section(const Node& node, const std::string& path, const std::string& hint,
-                Errors& errors) {
+bool is_section(const Node& node, const std::string& path, const std::string& hint, Errors& errors) {
     if (node.kind == Node::Kind::map) return true;
     if (node.kind != Node::Kind::null)
         fail(errors, node.origin, path, "expected a map of settings, " + got(node) + hint);
@@ -594,17 +553,15 @@ void read_logging(const Node& node, LoggingConfig& logging, Errors& errors) {
 // Relative paths mean relative to the file that wrote them, not to wherever the server was
 // started; a value from the environment counts as written beside the main file.
 fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir) {
-    const fs::path base = origin.source.starts_with(kEnvSourcePrefix)
-                              ? env_base_dir
-                              : fs::path(origin.source).parent_path();
+    const fs::path base =
+        origin.source.starts_with(kEnvSourcePrefix) ? env_base_dir : fs::path(origin.source).parent_path();
     std::error_code ec;
     fs::path resolved = fs::absolute(base / text, ec).lexically_normal();
     if (!resolved.has_filename()) resolved = resolved.parent_path();
     return resolved;
 }
 
-std::vector<fs::path> read_search_paths(const Node& node, const fs::path& env_base_dir,
-                                        Errors& errors) {
+std::vector<fs::path> read_search_paths(const Node& node, const fs::path& env_base_dir, Errors& errors) {
     const std::string path = "plugins." + std::string(kSearchPaths);
     std::vector<fs::path> dirs;
     const auto items = list_items(node, path, "a list of directories", errors);
@@ -628,8 +585,7 @@ json scalar_to_json(const Node& node) {
     if (text == "false" || text == "False" || text == "FALSE") return false;
     if (const auto integer = parse_integer(text)) return *integer;
     if (std::regex_match(text, float_pattern)) {
-        const std::string_view digits =
-            text.starts_with('+') ? std::string_view(text).substr(1) : text;
+        const std::string_view digits = text.starts_with('+') ? std::string_view(text).substr(1) : text;
         double value = 0;
         std::from_chars(digits.data(), digits.data() + digits.size(), value);
         return value;
@@ -637,34 +593,27 @@ json scalar_to_json(const Node& node) {
     return text;
 }
 
-json to_json(const Node& node, const json::json_pointer& pointer,
-             std::map<std::string, Origin>& origins) {
+json to_json(const Node& node, const json::json_pointer& pointer, std::map<std::string, Origin>& origins) {
     origins[pointer.to_string()] = node.origin;
     switch (node.kind) {
-    case Node::Kind::null:
-        return nullptr;
-    case Node::Kind::scalar:
-        return scalar_to_json(node);
-    case Node::Kind::sequence: {
-        json array = json::array();
-        for (std::size_t i = 0; i < node.items.size(); ++i)
-            array.push_back(to_json(node.items[i], pointer / i, origins));
-        return array;
-    }
-    case Node::Kind::map:
-        break;
+        case Node::Kind::null: return nullptr;
+        case Node::Kind::scalar: return scalar_to_json(node);
+        case Node::Kind::sequence: {
+            json array = json::array();
+            for (std::size_t i = 0; i < node.items.size(); ++i)
+                array.push_back(to_json(node.items[i], pointer / i, origins));
+            return array;
+        }
+        case Node::Kind::map: break;
     }
     json object = json::object();
-    for (const Entry& entry : node.entries)
-        object[entry.key] = to_json(entry.value, pointer / entry.key, origins);
+    for (const Entry& entry : node.entries) object[entry.key] = to_json(entry.value, pointer / entry.key, origins);
     return object;
 }
 
-void read_plugin_config(const Node& node, const std::string& path, PluginConfig& plugin,
-                        Errors& errors) {
+void read_plugin_config(const Node& node, const std::string& path, PluginConfig& plugin, Errors& errors) {
     if (node.kind != Node::Kind::map && node.kind != Node::Kind::null) {
-        fail(errors, node.origin, path,
-             "expected a map of the plugin's own settings, " + got(node));
+        fail(errors, node.origin, path, "expected a map of the plugin's own settings, " + got(node));
         return;
     }
     plugin.config_origins.clear();
@@ -696,9 +645,8 @@ PluginConfig read_plugin(const Entry& section, Errors& errors) {
     plugin.origin = section.key_origin;
     plugin.config_origins[""] = plugin.origin;
     // `search_path: [...]` is a valid plugin name with a list value; point at the typo.
-    const std::string hint = edit_distance(section.key, kSearchPaths) <= 2
-                                 ? " (did you mean '" + std::string(kSearchPaths) + "'?)"
-                                 : "";
+    const std::string hint =
+        edit_distance(section.key, kSearchPaths) <= 2 ? " (did you mean '" + std::string(kSearchPaths) + "'?)" : "";
     if (is_section(section.value, "plugins." + plugin.name, hint, errors)) {
         for (const Entry& entry : section.value.entries) read_plugin_key(entry, plugin, errors);
     }

@@ -69,7 +69,7 @@ struct Config {
     LoggingConfig logging;
     std::vector<std::string> middleware;  // global, applied to every request, in order
     std::vector<std::filesystem::path> plugin_search_paths{"/usr/lib/trellis/plugins"};  // absolute
-    std::vector<PluginConfig> plugins;                       // sorted by name
+    std::vector<PluginConfig> plugins;                                                   // sorted by name
     std::vector<std::string> sources;  // every file read, in merge order, then env names
 
     const PluginConfig* plugin(std::string_view name) const;

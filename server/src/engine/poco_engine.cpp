@@ -108,8 +108,7 @@ private:
 class PocoEngine final : public Engine {
 public:
     PocoEngine(const Options& options, Handler handler, Poco::Net::ServerSocket socket)
-        : pool_("trellis-" + options.name, 4, options.max_threads, 60),
-          port_(socket.address().port()) {
+        : pool_("trellis-" + options.name, 4, options.max_threads, 60), port_(socket.address().port()) {
         auto* params = new Poco::Net::HTTPServerParams;
         params->setMaxThreads(options.max_threads);
         params->setMaxQueued(options.max_queued);

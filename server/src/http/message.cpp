@@ -7,8 +7,7 @@
 namespace trellis::http {
 
 bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
                return std::tolower(x) == std::tolower(y);
            });
 }
@@ -70,9 +69,7 @@ void Response::set_header(std::string_view name, std::string_view value) {
     if (!value.empty()) headers.emplace_back(name, value);
 }
 
-void Response::add_header(std::string_view name, std::string_view value) {
-    headers.emplace_back(name, value);
-}
+void Response::add_header(std::string_view name, std::string_view value) { headers.emplace_back(name, value); }
 
 std::string_view reason_phrase(int status) {
     switch (status) {

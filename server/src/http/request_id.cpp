@@ -10,8 +10,8 @@ namespace trellis::http {
 bool is_sane_request_id(std::string_view candidate) {
     if (candidate.empty() || candidate.size() > 128) return false;
     for (unsigned char c : candidate) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == ':' || c == '-';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                  c == ':' || c == '-';
         if (!ok) return false;
     }
     return true;

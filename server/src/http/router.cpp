@@ -80,8 +80,8 @@ std::string join_mount(std::string_view mount, std::string_view path) {
     return std::string(mount) + std::string(path);
 }
 
-tl::expected<void, std::string> Router::add(std::string_view method, std::string_view path_template,
-                                            std::size_t id, std::string_view owner) {
+tl::expected<void, std::string> Router::add(std::string_view method, std::string_view path_template, std::size_t id,
+                                            std::string_view owner) {
     if (auto ok = validate_method(method); !ok) return ok;
     if (auto ok = validate_path_template(path_template); !ok) return ok;
     Node* node = root_.get();
@@ -104,8 +104,8 @@ tl::expected<void, std::string> Router::add(std::string_view method, std::string
                               existing.method + " " + existing.path_template + " of " + existing.owner);
     }
     node->methods.emplace(std::string(method), entries_.size());
-    entries_.push_back(Entry{std::string(method), std::string(path_template), std::string(owner), id,
-                             std::move(param_names)});
+    entries_.push_back(
+        Entry{std::string(method), std::string(path_template), std::string(owner), id, std::move(param_names)});
     return {};
 }
 
@@ -124,8 +124,8 @@ const Router::Entry* Router::conflict(std::string_view method, std::string_view 
     return it == node->methods.end() ? nullptr : &entries_[it->second];
 }
 
-const Router::Node* Router::find(const Node& node, const std::vector<std::string>& segments,
-                                 std::size_t index, std::vector<std::string_view>& values) const {
+const Router::Node* Router::find(const Node& node, const std::vector<std::string>& segments, std::size_t index,
+                                 std::vector<std::string_view>& values) const {
     if (index == segments.size()) return node.methods.empty() ? nullptr : &node;
     const std::string& segment = segments[index];
     if (auto it = node.literals.find(segment); it != node.literals.end())

@@ -49,8 +49,8 @@ public:
 
     // Fails when the template is malformed or when method + template (parameter names
     // ignored) is taken; the message names the owner that has it.
-    tl::expected<void, std::string> add(std::string_view method, std::string_view path_template,
-                                        std::size_t id, std::string_view owner);
+    tl::expected<void, std::string> add(std::string_view method, std::string_view path_template, std::size_t id,
+                                        std::string_view owner);
 
     RouteMatch match(std::string_view method, std::string_view path) const;
 

@@ -1,8 +1,8 @@
 // Plugin library loading and ABI checks.
 #include "plugin/loader.hpp"
 
-#include <cstddef>
 #include <dlfcn.h>
+#include <cstddef>
 #include <system_error>
 
 namespace trellis::plugin {
@@ -25,8 +25,9 @@ tl::expected<void, std::string> check_descriptor(const trellis_plugin_descriptor
         return tl::unexpected("descriptor is " + std::to_string(d->struct_size) + " bytes, ABI " + theirs +
                               " needs at least " + std::to_string(sizeof(trellis_plugin_descriptor)));
     if (!d->on_create || !d->on_init || !d->on_shutdown || !d->on_destroy)
-        return tl::unexpected(std::string("descriptor lacks a lifecycle function (on_create, on_init, "
-                                          "on_shutdown and on_destroy are all required)"));
+        return tl::unexpected(
+            std::string("descriptor lacks a lifecycle function (on_create, on_init, "
+                        "on_shutdown and on_destroy are all required)"));
     if (!d->name.data || d->name.size == 0) return tl::unexpected(std::string("descriptor has no name"));
     if (d->dependency_count > 0 && !d->dependencies)
         return tl::unexpected(std::string("descriptor lists dependencies without an array"));

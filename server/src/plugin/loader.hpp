@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <trellis/abi.h>
 #include <boost/dll/shared_library.hpp>
 #include <tl/expected.hpp>
-#include <trellis/abi.h>
 
 namespace trellis::plugin {
 

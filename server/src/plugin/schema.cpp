@@ -18,9 +18,8 @@ std::string pointer_of(const std::vector<std::string>& context) {
     std::string out;
     for (const auto& part : context) {
         if (part == "<root>") continue;
-        std::string token = part.size() >= 2 && part.front() == '[' && part.back() == ']'
-                                ? part.substr(1, part.size() - 2)
-                                : part;
+        std::string token =
+            part.size() >= 2 && part.front() == '[' && part.back() == ']' ? part.substr(1, part.size() - 2) : part;
         out += "/" + token;
     }
     return out;
@@ -53,7 +52,8 @@ tl::expected<void, std::vector<std::string>> validate_config(const config::Plugi
         valijson::adapters::NlohmannJsonAdapter schema_adapter(schema_doc);
         parser.populateSchema(schema_adapter, schema);
     } catch (const std::exception& e) {
-        return tl::unexpected(std::vector<std::string>{"the plugin's config schema is invalid: " + std::string(e.what())});
+        return tl::unexpected(
+            std::vector<std::string>{"the plugin's config schema is invalid: " + std::string(e.what())});
     }
 
     valijson::Validator validator;

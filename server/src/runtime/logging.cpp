@@ -6,9 +6,9 @@
 #include <map>
 #include <mutex>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <nlohmann/json.hpp>
 
 namespace trellis::logging {
 namespace {

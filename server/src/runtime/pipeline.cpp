@@ -50,8 +50,7 @@ trellis_status run_terminal(void* context) {
         case Kind::bad_request:
             http::set_problem(*t.response, *t.request, 400, "bad_path", "The request path is not valid.");
             return TRELLIS_OK;
-        case Kind::not_found:
-            break;
+        case Kind::not_found: break;
     }
     http::set_problem(*t.response, *t.request, 404, "not_found", "No resource matches this path.");
     return TRELLIS_OK;
@@ -97,9 +96,9 @@ void Pipeline::dispatch(const Runtime& runtime, http::Request& request, http::Re
                         Listener listener) const {
     if (request.body_too_large) {
         response.close_connection = true;
-        http::set_problem(response, request, 413, "payload_too_large",
-                          "The request body exceeds " + std::to_string(runtime.config().server.max_body_bytes) +
-                              " bytes.");
+        http::set_problem(
+            response, request, 413, "payload_too_large",
+            "The request body exceeds " + std::to_string(runtime.config().server.max_body_bytes) + " bytes.");
         return;
     }
     if (request.path == "/livez" && (request.method == "GET" || request.method == "HEAD"))
@@ -122,8 +121,8 @@ void Pipeline::dispatch(const Runtime& runtime, http::Request& request, http::Re
     trellis_response abi_response{&response};
     Terminal terminal{&runtime, &match, &request, &response, &abi_request, &abi_response};
     plugin::ChainRun run;
-    run.steps = match.kind == http::RouteMatch::Kind::found ? &runtime.target(match.route_id).chain
-                                                            : &runtime.global_chain();
+    run.steps =
+        match.kind == http::RouteMatch::Kind::found ? &runtime.target(match.route_id).chain : &runtime.global_chain();
     run.request = &abi_request;
     run.response = &abi_response;
     run.terminal = run_terminal;

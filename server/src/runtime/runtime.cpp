@@ -103,7 +103,8 @@ private:
     void discover() {
         const auto& cfg = *rt_.config_;
         for (const auto& pc : cfg.plugins) {
-            rt_.reports_.push_back(PluginReport{pc.name, PluginStatus::disabled, pc.required, {}, {}, {}, {}, pc.mount});
+            rt_.reports_.push_back(
+                PluginReport{pc.name, PluginStatus::disabled, pc.required, {}, {}, {}, {}, pc.mount});
             auto& r = rt_.reports_.back();
             if (!pc.enabled) continue;
             auto file = plugin::find_plugin_file(pc.name, cfg.plugin_search_paths);
@@ -163,7 +164,7 @@ private:
     bool needs_available(Candidate& c) {
         for (const auto& [dep, why] : c.needs) {
             const PluginReport* r = find_report(dep);
-            std::string state = !r ? "is not configured"
+            std::string state = !r                                    ? "is not configured"
                                 : r->status == PluginStatus::disabled ? "is disabled"
                                 : r->status == PluginStatus::failed   ? "failed to load"
                                                                       : "";
@@ -215,7 +216,7 @@ private:
                 if (b->plugin == ref.plugin) offered.push_back(b.get());
         if (offered.empty()) {
             const PluginReport* r = find_report(ref.plugin);
-            std::string state = !r ? "is not configured"
+            std::string state = !r                                    ? "is not configured"
                                 : r->status == PluginStatus::disabled ? "is disabled"
                                 : r->status == PluginStatus::failed   ? "failed"
                                                                       : "registers no middleware";

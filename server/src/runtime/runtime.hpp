@@ -27,7 +27,7 @@ struct PluginReport {
     std::string reason;  // why it failed; empty otherwise
     std::string file;    // the library, once found
     std::string version;
-    std::string abi;     // "1.0", once loaded
+    std::string abi;  // "1.0", once loaded
     std::string mount;
 };
 
@@ -35,7 +35,7 @@ struct RouteTarget {
     const plugin::Instance* instance = nullptr;
     const plugin::RouteRegistration* route = nullptr;
     std::string method;
-    std::string full_path;                               // mount + route path
+    std::string full_path;                                // mount + route path
     std::vector<const plugin::MiddlewareBinding*> chain;  // global, then the plugin's own
 };
 

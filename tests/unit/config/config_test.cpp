@@ -45,15 +45,13 @@ std::string single_error(const std::string& yaml, Environment environment = {}) 
 
 // The reason given for one bad `server.<key>` value on line 2. A scalar is reported at its
 // own column; a list, map or empty value at its key's (column 3).
-std::string server_value_error(const std::string& key, const std::string& value,
-                               std::size_t column = 0) {
+std::string server_value_error(const std::string& key, const std::string& value, std::size_t column = 0) {
     TempDir dir;
     const fs::path main = dir.write("trellis.yaml", "server:\n  " + key + ": " + value + "\n");
     const Errors errors = load_errors(main);
     REQUIRE(errors.size() == 1);
-    const std::string prefix = main.string() +
-                               ":2:" + std::to_string(column != 0 ? column : key.size() + 5) +
-                               ": key 'server." + key + "': ";
+    const std::string prefix =
+        main.string() + ":2:" + std::to_string(column != 0 ? column : key.size() + 5) + ": key 'server." + key + "': ";
     REQUIRE(errors.front().starts_with(prefix));
     return errors.front().substr(prefix.size());
 }
@@ -224,14 +222,12 @@ plugins:
     const auto* hello = config->plugin("hello");
     REQUIRE(hello != nullptr);
     CHECK(hello->mount == "/hi");
-    CHECK(hello->config == nlohmann::json::parse(
-                               R"({"greeting": "Hello", "colors": ["blue"], "punctuation": "!"})"));
+    CHECK(hello->config == nlohmann::json::parse(R"({"greeting": "Hello", "colors": ["blue"], "punctuation": "!"})"));
     CHECK(hello->config_origins.at("/colors/0").describe() == later.string() + ":6:16");
     CHECK(hello->config_origins.at("/greeting").describe() == main.string() + ":9:17");
     CHECK_FALSE(hello->config_origins.contains("/colors/1"));
-    CHECK(config->sources ==
-          std::vector<std::string>{main.string(), first.string(), later.string(),
-                                   (dir.path() / "etc/conf.d/40-empty.yaml").string()});
+    CHECK(config->sources == std::vector<std::string>{main.string(), first.string(), later.string(),
+                                                      (dir.path() / "etc/conf.d/40-empty.yaml").string()});
 }
 
 TEST_CASE("an error in a drop-in names the drop-in that set the value", "[config]") {
@@ -239,8 +235,7 @@ TEST_CASE("an error in a drop-in names the drop-in that set the value", "[config
     const fs::path main = dir.write("trellis.yaml", "server:\n  max_threads: 8\n");
     const fs::path drop_in = dir.write("conf.d/50-tuning.yaml", "server:\n  max_threads: 0\n");
     CHECK(load_errors(main) ==
-          Errors{drop_in.string() +
-                 ":2:16: key 'server.max_threads': expected an integer from 1 to 100000, got '0'"});
+          Errors{drop_in.string() + ":2:16: key 'server.max_threads': expected an integer from 1 to 100000, got '0'"});
 }
 
 TEST_CASE("environment variables override files", "[config]") {
@@ -281,10 +276,8 @@ plugins:
     CHECK_FALSE(hello->enabled);
     CHECK(hello->config == nlohmann::json::parse(R"({"greeting": "Hi", "count": 5, "quoted": "5",
         "sentence": "Hello: world", "names": ["ann", 2]})"));
-    CHECK(hello->config_origins.at("/greeting").describe() ==
-          "environment TRELLIS_PLUGINS__HELLO__CONFIG__GREETING");
-    CHECK(hello->config_origins.at("/names/1").describe() ==
-          "environment TRELLIS_PLUGINS__HELLO__CONFIG__NAMES");
+    CHECK(hello->config_origins.at("/greeting").describe() == "environment TRELLIS_PLUGINS__HELLO__CONFIG__GREETING");
+    CHECK(hello->config_origins.at("/names/1").describe() == "environment TRELLIS_PLUGINS__HELLO__CONFIG__NAMES");
 
     const auto* created = config->plugin("newone");
     REQUIRE(created != nullptr);
@@ -354,8 +347,8 @@ TEST_CASE("process_environment returns the TRELLIS_ variables, sorted", "[config
 
     CHECK(std::is_sorted(variables.begin(), variables.end()));
     for (const auto& [name, value] : variables) CHECK(name.starts_with("TRELLIS_"));
-    const auto a = std::find(variables.begin(), variables.end(),
-                             std::pair<std::string, std::string>{"TRELLIS_ZZ_TEST_A", "a=b"});
+    const auto a =
+        std::find(variables.begin(), variables.end(), std::pair<std::string, std::string>{"TRELLIS_ZZ_TEST_A", "a=b"});
     REQUIRE(a != variables.end());
     REQUIRE(a + 1 != variables.end());
     CHECK(*(a + 1) == std::pair<std::string, std::string>{"TRELLIS_ZZ_TEST_B", "2"});
@@ -373,13 +366,12 @@ plugins:
     enabeld: false
 )");
     const std::string file = main.string();
-    CHECK(load_errors(main) ==
-          Errors{
-              file + ":2:3: unknown key 'server.lisen' (did you mean 'listen'?)",
-              file + ":3:3: unknown key 'server.colour'",
-              file + ":4:1: unknown key 'plugin' (did you mean 'plugins'?)",
-              file + ":8:5: unknown key 'plugins.hello.enabeld' (did you mean 'enabled'?)",
-          });
+    CHECK(load_errors(main) == Errors{
+                                   file + ":2:3: unknown key 'server.lisen' (did you mean 'listen'?)",
+                                   file + ":3:3: unknown key 'server.colour'",
+                                   file + ":4:1: unknown key 'plugin' (did you mean 'plugins'?)",
+                                   file + ":8:5: unknown key 'plugins.hello.enabeld' (did you mean 'enabled'?)",
+                               });
 }
 
 TEST_CASE("a value of the wrong type names file, line and column", "[config]") {
@@ -393,19 +385,17 @@ logging:
 middleware: cors
 )");
     const std::string file = main.string();
-    CHECK(
-        load_errors(main) ==
-        Errors{
-            file +
-                ":2:16: key 'server.max_threads': expected an integer from 1 to 100000, got 'abc'",
-            file + ":4:15: key 'logging.access_log': expected true or false (without quotes), got "
-                   "'maybe'",
-            file + ":5:10: key 'logging.level': expected one of trace, debug, info, warn, error, "
-                   "critical, "
-                   "off, got 'verbose'",
-            file + ":6:3: key 'logging.format': expected one of text, json, got a list",
-            file + ":7:13: key 'middleware': expected a list of middleware names, got 'cors'",
-        });
+    CHECK(load_errors(main) ==
+          Errors{
+              file + ":2:16: key 'server.max_threads': expected an integer from 1 to 100000, got 'abc'",
+              file + ":4:15: key 'logging.access_log': expected true or false (without quotes), got "
+                     "'maybe'",
+              file + ":5:10: key 'logging.level': expected one of trace, debug, info, warn, error, "
+                     "critical, "
+                     "off, got 'verbose'",
+              file + ":6:3: key 'logging.format': expected one of text, json, got a list",
+              file + ":7:13: key 'middleware': expected a list of middleware names, got 'cors'",
+          });
 }
 
 TEST_CASE("integers must be unquoted and in range", "[config]") {
@@ -415,18 +405,15 @@ TEST_CASE("integers must be unquoted and in range", "[config]") {
     CHECK(server_value_error("max_threads", "1.5") == range + "got '1.5'");
     CHECK(server_value_error("max_threads", "0x10") == range + "got '0x10'");
     CHECK(server_value_error("max_threads", "+-5") == range + "got '+-5'");
-    CHECK(server_value_error("max_threads", "99999999999999999999") ==
-          range + "got '99999999999999999999'");
+    CHECK(server_value_error("max_threads", "99999999999999999999") == range + "got '99999999999999999999'");
     CHECK(server_value_error("max_threads", "\"8\"") == range + "got the quoted string '8'");
     CHECK(server_value_error("max_threads", "", 3) == range + "got nothing (null)");
-    CHECK(server_value_error("max_queued", "-1") ==
-          "expected an integer from 1 to 1000000, got '-1'");
+    CHECK(server_value_error("max_queued", "-1") == "expected an integer from 1 to 1000000, got '-1'");
     CHECK(server_value_error("max_keep_alive_requests", "10000001") ==
           "expected an integer from 0 to 10000000, got '10000001'");
 
     TempDir dir;
-    const auto config =
-        load_ok(dir.write("t.yaml", "server: {max_threads: +100000, max_queued: 1000000}"));
+    const auto config = load_ok(dir.write("t.yaml", "server: {max_threads: +100000, max_queued: 1000000}"));
     CHECK(config->server.max_threads == 100000);
     CHECK(config->server.max_queued == 1000000);
 }
@@ -444,42 +431,35 @@ TEST_CASE("listen addresses are host:port with bracketed IPv6", "[config]") {
 
     const std::string expected =
         "expected host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or [::1]:8080, ";
-    for (const std::string bad :
-         {":8080", "localhost", "8080", "127.0.0.1:65536", "127.0.0.1:", "1.2.3:80", "256.1.1.1:80",
-          "::1:8080", "[::1:8080", "[zz::1]:80", "host:port"}) {
+    for (const std::string bad : {":8080", "localhost", "8080", "127.0.0.1:65536", "127.0.0.1:", "1.2.3:80",
+                                  "256.1.1.1:80", "::1:8080", "[::1:8080", "[zz::1]:80", "host:port"}) {
         INFO(bad);
-        CHECK(server_value_error("listen", "'" + bad + "'") ==
-              expected + "got the quoted string '" + bad + "'");
+        CHECK(server_value_error("listen", "'" + bad + "'") == expected + "got the quoted string '" + bad + "'");
     }
     CHECK(server_value_error("admin_listen", "{host: x}", 3) == expected + "got a map");
 }
 
 TEST_CASE("Origin and Endpoint print as in messages", "[config]") {
     CHECK(trellis::config::Origin{"a.yaml", 3, 7}.describe() == "a.yaml:3:7");
-    CHECK(trellis::config::Origin{"environment TRELLIS_X", 0, 0}.describe() ==
-          "environment TRELLIS_X");
+    CHECK(trellis::config::Origin{"environment TRELLIS_X", 0, 0}.describe() == "environment TRELLIS_X");
     CHECK(trellis::config::Endpoint{"::1", 80}.text() == "[::1]:80");
     CHECK(trellis::config::Endpoint{"example.com", 443}.text() == "example.com:443");
 }
 
 TEST_CASE("a mount starts with / and holds no trailing /, //, braces, ? or #", "[config]") {
     TempDir dir;
-    const auto config = load_ok(
-        dir.write("ok.yaml", "plugins:\n  root:\n    mount: /\n  deep:\n    mount: /a/b-c\n"));
+    const auto config = load_ok(dir.write("ok.yaml", "plugins:\n  root:\n    mount: /\n  deep:\n    mount: /a/b-c\n"));
     CHECK(config->plugin("root")->mount == "/");
     CHECK(config->plugin("deep")->mount == "/a/b-c");
 
-    for (const std::string bad :
-         {"hello", "/hello/", "/a//b", "/{name}", "/a}", "/a?b", "/a#b", ""}) {
+    for (const std::string bad : {"hello", "/hello/", "/a//b", "/{name}", "/a}", "/a?b", "/a#b", ""}) {
         INFO(bad);
-        const fs::path main =
-            dir.write("bad.yaml", "plugins:\n  hello:\n    mount: \"" + bad + "\"\n");
-        CHECK(load_errors(main) ==
-              Errors{main.string() +
-                     ":3:12: key 'plugins.hello.mount': expected a path such as /hello or / "
-                     "(starting with '/', without a trailing '/', '//', '{', '}', '?' or "
-                     "'#'), got the quoted string '" +
-                     bad + "'"});
+        const fs::path main = dir.write("bad.yaml", "plugins:\n  hello:\n    mount: \"" + bad + "\"\n");
+        CHECK(load_errors(main) == Errors{main.string() +
+                                          ":3:12: key 'plugins.hello.mount': expected a path such as /hello or / "
+                                          "(starting with '/', without a trailing '/', '//', '{', '}', '?' or "
+                                          "'#'), got the quoted string '" +
+                                          bad + "'"});
     }
 }
 
@@ -492,8 +472,7 @@ TEST_CASE("a plugin name must be lower case letters, digits and _", "[config]") 
   2fa:
   ok_name2:
 )");
-    const std::string reason =
-        "a plugin name is lower case letters, digits and '_', starting with a letter";
+    const std::string reason = "a plugin name is lower case letters, digits and '_', starting with a letter";
     CHECK(load_errors(main) == Errors{
                                    main.string() + ":2:3: key 'plugins.Hello': " + reason,
                                    main.string() + ":3:3: key 'plugins.my-plugin': " + reason,
@@ -527,60 +506,49 @@ TEST_CASE("a plugin section must be a map, and search_path is caught as a typo",
 
 TEST_CASE("a quoted true is a string, not a bool", "[config]") {
     TempDir dir;
-    const fs::path main = dir.write(
-        "trellis.yaml", "plugins:\n  hello:\n    enabled: \"true\"\n    required: 'no'\n");
+    const fs::path main = dir.write("trellis.yaml", "plugins:\n  hello:\n    enabled: \"true\"\n    required: 'no'\n");
     CHECK(load_errors(main) ==
           Errors{
-              main.string() +
-                  ":3:14: key 'plugins.hello.enabled': expected true or false (without quotes), "
-                  "got the quoted string 'true'",
-              main.string() +
-                  ":4:15: key 'plugins.hello.required': expected true or false (without quotes), "
-                  "got the quoted string 'no'",
+              main.string() + ":3:14: key 'plugins.hello.enabled': expected true or false (without quotes), "
+                              "got the quoted string 'true'",
+              main.string() + ":4:15: key 'plugins.hello.required': expected true or false (without quotes), "
+                              "got the quoted string 'no'",
           });
 }
 
 TEST_CASE("malformed YAML names file, line and column", "[config]") {
     TempDir dir;
-    const fs::path main =
-        dir.write("trellis.yaml", "server:\n  listen: 127.0.0.1:8080\n  max_threads: 4: 5\n");
+    const fs::path main = dir.write("trellis.yaml", "server:\n  listen: 127.0.0.1:8080\n  max_threads: 4: 5\n");
     CHECK(load_errors(main) == Errors{main.string() + ":3:17: invalid YAML: illegal map value"});
 
-    const fs::path tabs =
-        dir.write("tabs.yaml", "server:\n  listen: 127.0.0.1:8080\n\tmax_threads: 4\n");
-    CHECK(load_errors(tabs) ==
-          Errors{tabs.string() + ":3:1: invalid YAML: illegal tab when looking for indentation"});
+    const fs::path tabs = dir.write("tabs.yaml", "server:\n  listen: 127.0.0.1:8080\n\tmax_threads: 4\n");
+    CHECK(load_errors(tabs) == Errors{tabs.string() + ":3:1: invalid YAML: illegal tab when looking for indentation"});
 }
 
 TEST_CASE("a missing main file is reported with the reason", "[config]") {
     TempDir dir;
     const fs::path main = dir.path() / "absent.yaml";
-    CHECK(load_errors(main) ==
-          Errors{main.string() + ": cannot read configuration: No such file or directory"});
+    CHECK(load_errors(main) == Errors{main.string() + ": cannot read configuration: No such file or directory"});
     const fs::path folder = dir.path() / "folder.yaml";
     fs::create_directory(folder);
-    CHECK(load_errors(folder) ==
-          Errors{folder.string() + ": cannot read configuration: Is a directory"});
+    CHECK(load_errors(folder) == Errors{folder.string() + ": cannot read configuration: Is a directory"});
 }
 
 TEST_CASE("a file must hold one document whose top is a map", "[config]") {
     TempDir dir;
     const fs::path list = dir.write("list.yaml", "- a\n- b\n");
     CHECK(load_errors(list) ==
-          Errors{list.string() +
-                 ":1:1: the top of a configuration file must be a map of keys, got a list"});
+          Errors{list.string() + ":1:1: the top of a configuration file must be a map of keys, got a list"});
     const fs::path two = dir.write("two.yaml", "server: {}\n---\nlogging: {}\n");
-    CHECK(load_errors(two) ==
-          Errors{two.string() + ": holds 2 YAML documents; a configuration file holds one"});
+    CHECK(load_errors(two) == Errors{two.string() + ": holds 2 YAML documents; a configuration file holds one"});
 }
 
 TEST_CASE("a key set twice in one map is an error", "[config]") {
     TempDir dir;
-    const fs::path main =
-        dir.write("trellis.yaml", "server:\n  max_threads: 4\n  max_threads: 5\n");
+    const fs::path main = dir.write("trellis.yaml", "server:\n  max_threads: 4\n  max_threads: 5\n");
     CHECK(load_errors(main) ==
-          Errors{main.string() + ":3:3: key 'server.max_threads': set twice in one map (first at " +
-                 main.string() + ":2:3)"});
+          Errors{main.string() + ":3:3: key 'server.max_threads': set twice in one map (first at " + main.string() +
+                 ":2:3)"});
 }
 
 TEST_CASE("every error is reported at once, from every source", "[config]") {
@@ -597,50 +565,44 @@ plugins:
     const fs::path broken = dir.write("conf.d/20-broken.yaml", "server: [1,\n");
     const Errors errors = load_errors(main, {{"TRELLIS_SERVER__ADMIN_ENABLED", "perhaps"}});
     const std::string file = main.string();
-    CHECK(
-        errors ==
-        Errors{
-            broken.string() + ":2:1: invalid YAML: end of sequence flow not found",
-            file + ":2:11: key 'server.listen': expected host:port with a port from 0 to 65535, "
-                   "such as "
-                   "127.0.0.1:8080 or [::1]:8080, got 'nowhere'",
-            file +
-                ":3:16: key 'server.max_threads': expected an integer from 1 to 100000, got '-5'",
-            "environment TRELLIS_SERVER__ADMIN_ENABLED: key 'server.admin_enabled': expected true "
-            "or "
-            "false (without quotes), got 'perhaps'",
-            file + ":5:10: key 'logging.level': expected one of trace, debug, info, warn, error, "
-                   "critical, off, got 'loud'",
-            drop_in.string() + ":2:11: key 'logging.format': expected one of text, json, got 'xml'",
-            file + ":7:3: key 'plugins.Bad': a plugin name is lower case letters, digits and '_', "
-                   "starting with a letter",
-        });
+    CHECK(errors == Errors{
+                        broken.string() + ":2:1: invalid YAML: end of sequence flow not found",
+                        file + ":2:11: key 'server.listen': expected host:port with a port from 0 to 65535, "
+                               "such as "
+                               "127.0.0.1:8080 or [::1]:8080, got 'nowhere'",
+                        file + ":3:16: key 'server.max_threads': expected an integer from 1 to 100000, got '-5'",
+                        "environment TRELLIS_SERVER__ADMIN_ENABLED: key 'server.admin_enabled': expected true "
+                        "or "
+                        "false (without quotes), got 'perhaps'",
+                        file + ":5:10: key 'logging.level': expected one of trace, debug, info, warn, error, "
+                               "critical, off, got 'loud'",
+                        drop_in.string() + ":2:11: key 'logging.format': expected one of text, json, got 'xml'",
+                        file + ":7:3: key 'plugins.Bad': a plugin name is lower case letters, digits and '_', "
+                               "starting with a letter",
+                    });
 }
 
-TEST_CASE("relative search paths are resolved against the directory of the file that set them",
-          "[config]") {
+TEST_CASE("relative search paths are resolved against the directory of the file that set them", "[config]") {
     TempDir dir;
     const fs::path etc = dir.path() / "etc";
-    const fs::path main = dir.write(
-        "etc/trellis.yaml", "plugins:\n  search_paths: [../lib/plugins, ./here/, /opt/p]\n");
+    const fs::path main =
+        dir.write("etc/trellis.yaml", "plugins:\n  search_paths: [../lib/plugins, ./here/, /opt/p]\n");
     CHECK(load_ok(main)->plugin_search_paths ==
           std::vector<fs::path>{dir.path() / "lib/plugins", etc / "here", "/opt/p"});
 
     dir.write("etc/conf.d/10-paths.yaml", "plugins:\n  search_paths: [extra]\n");
     CHECK(load_ok(main)->plugin_search_paths == std::vector<fs::path>{etc / "conf.d/extra"});
 
-    CHECK(load_ok(main, {{"TRELLIS_PLUGINS__SEARCH_PATHS", "[from_env, ../up]"}})
-              ->plugin_search_paths == std::vector<fs::path>{etc / "from_env", dir.path() / "up"});
+    CHECK(load_ok(main, {{"TRELLIS_PLUGINS__SEARCH_PATHS", "[from_env, ../up]"}})->plugin_search_paths ==
+          std::vector<fs::path>{etc / "from_env", dir.path() / "up"});
 
-    const fs::path bad =
-        dir.write("bad/trellis.yaml", "plugins:\n  search_paths: [ok, '', {a: b}]\n");
-    CHECK(load_errors(bad) ==
-          Errors{
-              bad.string() + ":2:22: key 'plugins.search_paths[1]': expected a directory, "
-                             "got the quoted string ''",
-              bad.string() + ":2:26: key 'plugins.search_paths[2]': expected a directory, "
-                             "got a map",
-          });
+    const fs::path bad = dir.write("bad/trellis.yaml", "plugins:\n  search_paths: [ok, '', {a: b}]\n");
+    CHECK(load_errors(bad) == Errors{
+                                  bad.string() + ":2:22: key 'plugins.search_paths[1]': expected a directory, "
+                                                 "got the quoted string ''",
+                                  bad.string() + ":2:26: key 'plugins.search_paths[2]': expected a directory, "
+                                                 "got a map",
+                              });
 }
 
 TEST_CASE("config_origins give the line of every nested plugin config value", "[config]") {
@@ -671,8 +633,7 @@ TEST_CASE("config_origins give the line of every nested plugin config value", "[
 
 TEST_CASE("a plugin with no config section maps the empty pointer to the plugin", "[config]") {
     TempDir dir;
-    const fs::path main =
-        dir.write("trellis.yaml", "plugins:\n  hello:\n    enabled: true\n  world:\n    config:\n");
+    const fs::path main = dir.write("trellis.yaml", "plugins:\n  hello:\n    enabled: true\n  world:\n    config:\n");
     const auto config = load_ok(main);
     CHECK(config->plugin("hello")->config == nlohmann::json::object());
     CHECK(config->plugin("hello")->config_origins.at("").describe() == main.string() + ":2:3");
@@ -681,20 +642,16 @@ TEST_CASE("a plugin with no config section maps the empty pointer to the plugin"
 }
 
 TEST_CASE("durations take ms, s or m - a bare integer is milliseconds", "[config]") {
-    const std::vector<std::pair<std::string, long>> good{
-        {"500ms", 500}, {"5s", 5000},     {"1m", 60000},  {"250", 250},
-        {"0s", 0},      {"\"750\"", 750}, {"'2 s'", 2000}};
+    const std::vector<std::pair<std::string, long>> good{{"500ms", 500}, {"5s", 5000},     {"1m", 60000},  {"250", 250},
+                                                         {"0s", 0},      {"\"750\"", 750}, {"'2 s'", 2000}};
     for (const auto& [text, ms] : good) {
         INFO(text);
         TempDir dir;
-        const auto config =
-            load_ok(dir.write("t.yaml", "server:\n  keep_alive_timeout: " + text + "\n"));
+        const auto config = load_ok(dir.write("t.yaml", "server:\n  keep_alive_timeout: " + text + "\n"));
         CHECK(config->server.keep_alive_timeout == std::chrono::milliseconds(ms));
     }
-    const std::string expected =
-        "expected a duration such as 500ms, 5s or 1m (a bare integer is milliseconds), ";
-    for (const std::string bad :
-         {"5h", "1.5s", "-1s", "s", "5 sec", "5S", "99999999999999999999ms"}) {
+    const std::string expected = "expected a duration such as 500ms, 5s or 1m (a bare integer is milliseconds), ";
+    for (const std::string bad : {"5h", "1.5s", "-1s", "s", "5 sec", "5S", "99999999999999999999ms"}) {
         INFO(bad);
         CHECK(server_value_error("keep_alive_timeout", bad) == expected + "got '" + bad + "'");
     }
@@ -712,12 +669,10 @@ TEST_CASE("sizes take B, KiB, MiB or GiB - a bare integer is bytes", "[config]")
     for (const auto& [text, bytes] : good) {
         INFO(text);
         TempDir dir;
-        const auto config =
-            load_ok(dir.write("t.yaml", "server:\n  max_body_bytes: " + text + "\n"));
+        const auto config = load_ok(dir.write("t.yaml", "server:\n  max_body_bytes: " + text + "\n"));
         CHECK(config->server.max_body_bytes == bytes);
     }
-    const std::string expected =
-        "expected a size such as 1048576, 512KiB or 1MiB (units B, KiB, MiB, GiB), ";
+    const std::string expected = "expected a size such as 1048576, 512KiB or 1MiB (units B, KiB, MiB, GiB), ";
     for (const std::string bad : {"1MB", "1.5MiB", "-1", "1kib", "MiB", "99999999999GiB"}) {
         INFO(bad);
         CHECK(server_value_error("max_body_bytes", bad) == expected + "got '" + bad + "'");
