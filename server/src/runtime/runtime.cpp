@@ -106,7 +106,10 @@ private:
             rt_.reports_.push_back(
                 PluginReport{pc.name, PluginStatus::disabled, pc.required, {}, {}, {}, {}, pc.mount});
             auto& r = rt_.reports_.back();
-            if (!pc.enabled) continue;
+            if (!pc.enabled) {
+                log_->info("plugin '{}': disabled in the configuration, not loaded", pc.name);
+                continue;
+            }
             auto file = plugin::find_plugin_file(pc.name, cfg.plugin_search_paths);
             if (!file) {
                 std::vector<std::string> dirs;
