@@ -152,3 +152,12 @@ TEST_CASE("health endpoints answer on the public listener", "[http]") {
     CHECK(server.get("/readyz").status == 503);
     CHECK(server.get("/livez").status == 200);
 }
+
+TEST_CASE("a port that is already in use is an error naming the address", "[http]") {
+    TestServer server(config_yaml("  hello: {}\n"));
+    engine::Options options;
+    options.port = server.port();
+    auto second = engine::make_poco_engine(options, [](http::Request&, http::Response&) {});
+    REQUIRE_FALSE(second);
+    CHECK_THAT(second.error(), Contains("cannot listen on 127.0.0.1:" + std::to_string(server.port())));
+}

@@ -488,9 +488,10 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
 // ---- Checking sections ----------------------------------------------------------------
 
 constexpr std::array<std::string_view, 4> kTopKeys{"server", "logging", "middleware", "plugins"};
-constexpr std::array<std::string_view, 8> kServerKeys{
-    "listen",     "admin_listen",       "admin_enabled",           "max_threads",
-    "max_queued", "keep_alive_timeout", "max_keep_alive_requests", "max_body_bytes"};
+constexpr std::array<std::string_view, 9> kServerKeys{
+    "listen",       "admin_listen",       "admin_enabled",           "max_threads",
+    "max_queued",   "keep_alive_timeout", "max_keep_alive_requests", "max_body_bytes",
+    "drain_timeout"};
 constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
 constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
 constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -520,6 +521,8 @@ void read_server_key(const Entry& entry, ServerConfig& server, Errors& errors) {
         assign(server.max_queued, read_integer(value, path, 1, 1'000'000, errors));
     else if (entry.key == "keep_alive_timeout")
         assign(server.keep_alive_timeout, read_duration(value, path, errors));
+    else if (entry.key == "drain_timeout")
+        assign(server.drain_timeout, read_duration(value, path, errors));
     else if (entry.key == "max_keep_alive_requests")
         assign(server.max_keep_alive_requests, read_integer(value, path, 0, 10'000'000, errors));
     else if (entry.key == "max_body_bytes")

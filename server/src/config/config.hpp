@@ -43,6 +43,9 @@ struct ServerConfig {
     std::chrono::milliseconds keep_alive_timeout{5000};
     int max_keep_alive_requests = 1000;
     std::size_t max_body_bytes = 1024 * 1024;
+    // On SIGTERM/SIGINT, how long requests in flight may take to finish before the
+    // process exits anyway (exit code 1).
+    std::chrono::milliseconds drain_timeout{30000};
 };
 
 struct LoggingConfig {

@@ -35,7 +35,8 @@ class Engine {
 public:
     virtual ~Engine() = default;
     virtual void start() = 0;
-    // Stops accepting and waits for handlers in flight to finish.
+    // Stops accepting, closes idle keep-alive connections, and waits for requests in flight
+    // to finish; responses sent from now on carry Connection: close.
     virtual void stop() = 0;
     virtual std::uint16_t port() const = 0;
 };

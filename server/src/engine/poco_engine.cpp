@@ -5,7 +5,10 @@
 // are served at once; the next max_queued wait for a free thread and are refused beyond
 // that. Defaults (512 threads, 1024 queued, 5 s) answer 256 concurrent keep-alive clients
 // without any of them waiting.
+#include <atomic>
 #include <istream>
+
+#include <sys/socket.h>
 
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -56,18 +59,19 @@ http::Request translate(Poco::Net::HTTPServerRequest& in, std::size_t max_body) 
     return out;
 }
 
-void send(const http::Response& response, Poco::Net::HTTPServerResponse& out) {
+void send(const http::Response& response, Poco::Net::HTTPServerResponse& out, bool draining) {
     out.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(response.status),
                            std::string(http::reason_phrase(response.status)));
     for (const auto& [name, value] : response.headers) out.add(name, value);
-    if (response.close_connection) out.setKeepAlive(false);
+    if (response.close_connection || draining) out.setKeepAlive(false);
     // sendBuffer sets Content-Length and omits the body for HEAD requests.
     out.sendBuffer(response.body.data(), response.body.size());
 }
 
 class RequestHandler final : public Poco::Net::HTTPRequestHandler {
 public:
-    RequestHandler(const Handler& handler, std::size_t max_body) : handler_(handler), max_body_(max_body) {}
+    RequestHandler(const Handler& handler, std::size_t max_body, const std::atomic<bool>& draining)
+        : handler_(handler), max_body_(max_body), draining_(draining) {}
 
     void handleRequest(Poco::Net::HTTPServerRequest& in, Poco::Net::HTTPServerResponse& out) override {
         http::Response response;
@@ -85,24 +89,27 @@ public:
             http::set_problem(response, bare, 500, "internal_error", "The request could not be completed.");
         }
         if (out.sent()) return;
-        send(response, out);
+        send(response, out, draining_.load());
     }
 
 private:
     const Handler& handler_;
     std::size_t max_body_;
+    const std::atomic<bool>& draining_;
 };
 
 class HandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
 public:
-    HandlerFactory(Handler handler, std::size_t max_body) : handler_(std::move(handler)), max_body_(max_body) {}
+    HandlerFactory(Handler handler, std::size_t max_body, const std::atomic<bool>& draining)
+        : handler_(std::move(handler)), max_body_(max_body), draining_(draining) {}
     Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest&) override {
-        return new RequestHandler(handler_, max_body_);
+        return new RequestHandler(handler_, max_body_, draining_);
     }
 
 private:
     Handler handler_;
     std::size_t max_body_;
+    const std::atomic<bool>& draining_;
 };
 
 class PocoEngine final : public Engine {
@@ -117,16 +124,25 @@ public:
         params->setMaxKeepAliveRequests(options.max_keep_alive_requests);
         params->setTimeout(Poco::Timespan(30, 0));
         server_ = std::make_unique<Poco::Net::HTTPServer>(
-            new HandlerFactory(std::move(handler), options.max_body_bytes), pool_, socket, params);
+            new HandlerFactory(std::move(handler), options.max_body_bytes, draining_), pool_, socket, params);
     }
 
     ~PocoEngine() override { stop(); }
 
     void start() override { server_->start(); }
 
+    // Poco's stop() ends the accept loop but leaves the socket listening (the kernel would
+    // keep queueing connections nobody serves), so shut it down to refuse them. Then
+    // stopAll(false) shuts idle keep-alive connections down at once and waits for each
+    // request in flight before closing its connection.
     void stop() override {
         if (stopped_) return;
         stopped_ = true;
+        draining_ = true;
+        server_->stop();
+        // Shut the listening socket down (Poco still owns and later closes the descriptor):
+        // on Linux it leaves LISTEN, so new connections are refused instead of queued.
+        ::shutdown(server_->socket().impl()->sockfd(), SHUT_RDWR);
         server_->stopAll(false);
         pool_.joinAll();
     }
@@ -134,7 +150,8 @@ public:
     std::uint16_t port() const override { return port_; }
 
 private:
-    Poco::ThreadPool pool_;  // before server_: the server is destroyed first
+    std::atomic<bool> draining_{false};  // responses from now on carry Connection: close
+    Poco::ThreadPool pool_;              // before server_: the server is destroyed first
     std::unique_ptr<Poco::Net::HTTPServer> server_;
     std::uint16_t port_;
     bool stopped_ = false;
@@ -146,7 +163,9 @@ tl::expected<std::unique_ptr<Engine>, std::string> make_poco_engine(const Option
     try {
         Poco::Net::SocketAddress address(options.host, options.port);
         Poco::Net::ServerSocket socket;
-        socket.bind(address, true);
+        // SO_REUSEADDR for quick restarts, but never SO_REUSEPORT (Poco's default with
+        // reuseAddress): a second Trellis on the same port must fail, not share it.
+        socket.bind(address, true, false);
         socket.listen(1024);
         return std::make_unique<PocoEngine>(options, std::move(handler), socket);
     } catch (const Poco::Exception& e) {

@@ -284,12 +284,18 @@ Runtime::~Runtime() {
     while (!instances_.empty()) instances_.pop_back();
 }
 
-tl::expected<std::shared_ptr<const Runtime>, config::Errors> Runtime::build(
-    std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries) {
+Runtime::Assembly Runtime::assemble(std::shared_ptr<const config::Config> config,
+                                   plugin::LibraryCache& libraries) {
     std::shared_ptr<Runtime> runtime(new Runtime(std::move(config)));
     config::Errors errors = Builder(*runtime, libraries).run();
-    if (!errors.empty()) return tl::unexpected(std::move(errors));
-    return std::shared_ptr<const Runtime>(std::move(runtime));
+    return {std::move(runtime), std::move(errors)};
+}
+
+tl::expected<std::shared_ptr<const Runtime>, config::Errors> Runtime::build(
+    std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries) {
+    auto assembly = assemble(std::move(config), libraries);
+    if (!assembly.errors.empty()) return tl::unexpected(std::move(assembly.errors));
+    return std::move(assembly.runtime);
 }
 
 }  // namespace trellis::runtime

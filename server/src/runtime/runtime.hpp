@@ -51,6 +51,14 @@ public:
     static tl::expected<std::shared_ptr<const Runtime>, config::Errors> build(
         std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries);
 
+    // The same build, keeping the runtime even when it must not serve, so that `trellis
+    // check` and `trellis plugins list` can report every plugin.
+    struct Assembly {
+        std::shared_ptr<const Runtime> runtime;
+        config::Errors errors;  // as build() would return them
+    };
+    static Assembly assemble(std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries);
+
     ~Runtime();  // shuts plugins down in reverse dependency order, then destroys them
     Runtime(const Runtime&) = delete;
     Runtime& operator=(const Runtime&) = delete;

@@ -1,0 +1,60 @@
+// Parsing the trellis command line.
+#include "cli/args.hpp"
+
+#include <cstdlib>
+#include <iostream>
+
+namespace trellis::cli {
+
+const char* const usage = R"(usage: trellis COMMAND [OPTIONS]
+
+commands:
+  serve          load the configuration and the enabled plugins, then serve HTTP
+  check          load the configuration and the enabled plugins without listening;
+                 exit 0 when all is well, 1 with every reason otherwise
+  plugins list   every configured plugin: state (loaded, disabled, failed with reason),
+                 version, ABI and file
+  routes         every route: method, full path, plugin, middleware chain
+  version        the product version and the plugin ABI version
+  help           this text
+
+options:
+  -c, --config PATH   main configuration file (default: $TRELLIS_CONFIG, else
+                      /etc/trellis/trellis.yaml); conf.d/*.yaml beside it and
+                      TRELLIS_* environment variables are applied on top
+  --json              machine-readable output (check, plugins list, routes, version)
+)";
+
+std::optional<Arguments> parse(int argc, char** argv) {
+    Arguments args;
+    std::vector<std::string> words(argv + 1, argv + argc);
+    for (std::size_t i = 0; i < words.size(); ++i) {
+        const auto& word = words[i];
+        if (word == "-c" || word == "--config") {
+            if (i + 1 >= words.size()) {
+                std::cerr << "trellis: " << word << " needs a path\n";
+                return std::nullopt;
+            }
+            args.config_path = words[++i];
+        } else if (word.rfind("--config=", 0) == 0) {
+            args.config_path = word.substr(9);
+        } else if (word == "--json") {
+            args.json = true;
+        } else if (word == "-h" || word == "--help") {
+            args.command = {"help"};
+        } else if (!word.empty() && word[0] == '-') {
+            std::cerr << "trellis: unknown option '" << word << "'\n" << usage;
+            return std::nullopt;
+        } else {
+            args.command.push_back(word);
+        }
+    }
+    if (args.command.empty()) args.command = {"help"};
+    if (args.config_path.empty()) {
+        const char* env = std::getenv("TRELLIS_CONFIG");
+        args.config_path = env && *env ? env : "/etc/trellis/trellis.yaml";
+    }
+    return args;
+}
+
+}  // namespace trellis::cli

@@ -1,0 +1,176 @@
+// trellis check, plugins list, routes, version: load like serve does, never listen, and
+// report as text for people or --json for scripts.
+#include <iomanip>
+#include <iostream>
+
+#include <trellis/abi.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "runtime/logging.hpp"
+#include "runtime/runtime.hpp"
+
+namespace trellis::cli {
+namespace {
+
+using nlohmann::json;
+
+// Loads config and plugins quietly: what matters is reported by the caller.
+struct Loaded {
+    std::shared_ptr<const config::Config> config;
+    plugin::LibraryCache libraries;
+    runtime::Runtime::Assembly assembly;
+};
+
+std::unique_ptr<Loaded> load_quietly(const Arguments& args) {
+    auto loaded = std::make_unique<Loaded>();
+    loaded->config = load_config(args.config_path);
+    if (!loaded->config) return nullptr;
+    config::LoggingConfig quiet = loaded->config->logging;
+    quiet.level = "off";
+    logging::configure(quiet);
+    loaded->assembly = runtime::Runtime::assemble(loaded->config, loaded->libraries);
+    return loaded;
+}
+
+json plugin_json(const runtime::PluginReport& r) {
+    json out = {{"name", r.name}, {"state", runtime::to_string(r.status)}, {"required", r.required}};
+    if (!r.version.empty()) out["version"] = r.version;
+    if (!r.abi.empty()) out["abi"] = r.abi;
+    if (!r.file.empty()) out["file"] = r.file;
+    if (r.status != runtime::PluginStatus::disabled) out["mount"] = r.mount;
+    if (!r.reason.empty()) out["reason"] = r.reason;
+    return out;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+    std::vector<std::size_t> widths;
+    for (const auto& row : rows)
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            if (widths.size() <= i) widths.push_back(0);
+            widths[i] = std::max(widths[i], row[i].size());
+        }
+    for (const auto& row : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            line += row[i];
+            if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+        }
+        std::cout << line << "\n";
+    }
+}
+
+std::string join(const std::vector<std::string>& parts, const char* separator) {
+    std::string out;
+    for (const auto& part : parts) out += (out.empty() ? "" : separator) + part;
+    return out;
+}
+
+}  // namespace
+
+std::shared_ptr<const config::Config> load_config(const std::string& path) {
+    auto loaded = config::load({path, config::process_environment()});
+    if (!loaded) {
+        for (const auto& error : loaded.error()) std::cerr << error << "\n";
+        std::cerr << "trellis: configuration has " << loaded.error().size() << " error(s)\n";
+        return nullptr;
+    }
+    return *loaded;
+}
+
+int check(const Arguments& args) {
+    auto loaded = load_quietly(args);
+    if (!loaded) return 1;
+    const auto& runtime = *loaded->assembly.runtime;
+    std::vector<std::string> problems = loaded->assembly.errors;
+    for (const auto& r : runtime.plugins())
+        if (r.status == runtime::PluginStatus::failed && !r.required)
+            problems.push_back("plugin '" + r.name + "'" + (r.file.empty() ? "" : " (" + r.file + ")") + ": " +
+                               r.reason);
+    if (args.json) {
+        json plugins = json::array();
+        for (const auto& r : runtime.plugins()) plugins.push_back(plugin_json(r));
+        std::cout << json{{"ok", problems.empty()},
+                          {"config", args.config_path},
+                          {"errors", problems},
+                          {"plugins", plugins}}
+                         .dump(2)
+                  << "\n";
+        return problems.empty() ? 0 : 1;
+    }
+    for (const auto& problem : problems) std::cerr << problem << "\n";
+    std::size_t loaded_count = 0;
+    for (const auto& r : runtime.plugins()) loaded_count += r.status == runtime::PluginStatus::loaded;
+    if (!problems.empty()) {
+        std::cerr << "trellis: check failed for " << args.config_path << ": " << problems.size() << " problem(s)\n";
+        return 1;
+    }
+    std::cout << "trellis: " << args.config_path << " is valid; " << loaded_count << " plugin(s) loaded, "
+              << runtime.targets().size() << " route(s)\n";
+    return 0;
+}
+
+int plugins_list(const Arguments& args) {
+    auto loaded = load_quietly(args);
+    if (!loaded) return 1;
+    const auto& runtime = *loaded->assembly.runtime;
+    if (args.json) {
+        json out = json::array();
+        for (const auto& r : runtime.plugins()) out.push_back(plugin_json(r));
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::vector<std::vector<std::string>> rows{{"NAME", "STATE", "VERSION", "ABI", "FILE / REASON"}};
+    for (const auto& r : runtime.plugins()) {
+        std::string detail = r.status == runtime::PluginStatus::failed ? r.reason : r.file;
+        rows.push_back({r.name, std::string(runtime::to_string(r.status)), r.version.empty() ? "-" : r.version,
+                        r.abi.empty() ? "-" : r.abi, detail.empty() ? "-" : detail});
+    }
+    print_table(rows);
+    return 0;
+}
+
+int routes(const Arguments& args) {
+    auto loaded = load_quietly(args);
+    if (!loaded) return 1;
+    const auto& runtime = *loaded->assembly.runtime;
+    struct Row {
+        std::string method, path, plugin;
+        std::vector<std::string> middleware;
+    };
+    std::vector<Row> rows;
+    for (const char* path : {"/livez", "/readyz"}) rows.push_back({"GET", path, "(host)", {}});
+    for (const auto& target : runtime.targets()) {
+        Row row{target.method, target.full_path, target.instance->name(), {}};
+        for (const auto* mw : target.chain) row.middleware.push_back(mw->name);
+        rows.push_back(std::move(row));
+    }
+    if (args.json) {
+        json out = json::array();
+        for (const auto& row : rows)
+            out.push_back(
+                {{"method", row.method}, {"path", row.path}, {"plugin", row.plugin}, {"middleware", row.middleware}});
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::vector<std::vector<std::string>> table{{"METHOD", "PATH", "PLUGIN", "MIDDLEWARE"}};
+    for (const auto& row : rows)
+        table.push_back({row.method, row.path, row.plugin, row.middleware.empty() ? "-" : join(row.middleware, ", ")});
+    print_table(table);
+    return 0;
+}
+
+int version(const Arguments& args) {
+    if (args.json) {
+        std::cout << json{{"version", TRELLIS_VERSION},
+                          {"abi", {{"major", TRELLIS_ABI_MAJOR}, {"minor", TRELLIS_ABI_MINOR}}}}
+                         .dump(2)
+                  << "\n";
+        return 0;
+    }
+    std::cout << "trellis " << TRELLIS_VERSION << "\nplugin ABI " << TRELLIS_ABI_MAJOR << "." << TRELLIS_ABI_MINOR
+              << "\n";
+    return 0;
+}
+
+}  // namespace trellis::cli
