@@ -13,6 +13,7 @@
 #include <numeric>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <span>
 #include <string_view>
 #include <system_error>
@@ -20,6 +21,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace trellis::config {
@@ -102,19 +104,33 @@ public:
     Converter(Origin fixed, bool use_marks, Errors& errors)
         : fixed_(std::move(fixed)), use_marks_(use_marks), errors_(errors) {}
 
-    Node convert(const YAML::Node& yaml, const std::string& path) const {
+    // Aliases let a few lines of YAML expand into billions of values; a configuration
+    // never needs more than these limits, so past them loading fails with an error.
+    static constexpr std::size_t max_values = 100000;
+    static constexpr std::size_t max_depth = 64;
+
+    Node convert(const YAML::Node& yaml, const std::string& path, std::size_t depth = 0) const {
         Node node;
         node.origin = origin(yaml.Mark());
+        if (++values_ > max_values || depth > max_depth) {
+            if (!over_limit_)
+                errors_.push_back(node.origin.describe() + ": key '" + path + "': the configuration is larger than " +
+                                  std::to_string(max_values) + " values or nested deeper than " +
+                                  std::to_string(max_depth) + " levels (do YAML aliases expand too far?)");
+            over_limit_ = true;
+            return node;
+        }
         if (yaml.IsScalar()) {
             node.kind = Node::Kind::scalar;
             node.text = yaml.Scalar();
             node.plain = yaml.Tag() == "?";
         } else if (yaml.IsSequence()) {
             node.kind = Node::Kind::sequence;
-            for (std::size_t i = 0; i < yaml.size(); ++i) node.items.push_back(convert(yaml[i], item_key(path, i)));
+            for (std::size_t i = 0; i < yaml.size() && !over_limit_; ++i)
+                node.items.push_back(convert(yaml[i], item_key(path, i), depth + 1));
         } else if (yaml.IsMap()) {
             node.kind = Node::Kind::map;
-            node.entries = convert_entries(yaml, path);
+            node.entries = convert_entries(yaml, path, depth);
         }
         return node;
     }
@@ -125,9 +141,10 @@ private:
         return {fixed_.source, mark.line + 1, mark.column + 1};
     }
 
-    std::vector<Entry> convert_entries(const YAML::Node& yaml, const std::string& path) const {
+    std::vector<Entry> convert_entries(const YAML::Node& yaml, const std::string& path, std::size_t depth) const {
         std::vector<Entry> entries;
         for (const auto& pair : yaml) {
+            if (over_limit_) break;
             const Origin key_origin = origin(pair.first.Mark());
             if (!pair.first.IsScalar()) {
                 errors_.push_back(key_origin.describe() + ": a key must be plain text");
@@ -135,7 +152,7 @@ private:
             }
             Entry entry{pair.first.Scalar(), key_origin, {}};
             const std::string entry_path = join_key(path, entry.key);
-            entry.value = convert(pair.second, entry_path);
+            entry.value = convert(pair.second, entry_path, depth + 1);
             // A block map or an empty value has no useful position of its own (yaml-cpp
             // gives the first child's or the next key's); the line naming it is clearer.
             if (entry.value.kind != Node::Kind::scalar) entry.value.origin = key_origin;
@@ -152,6 +169,8 @@ private:
     Origin fixed_;
     bool use_marks_;
     Errors& errors_;
+    mutable std::size_t values_ = 0;
+    mutable bool over_limit_ = false;
 };
 
 // ---- Reading the sources --------------------------------------------------------------
@@ -192,13 +211,56 @@ std::optional<Node> document_root(const std::vector<YAML::Node>& documents, cons
     return std::nullopt;
 }
 
+// yaml-cpp 0.7 loops forever, allocating, on some malformed input (",-er* e" is one; found
+// by tests/fuzz). Its event parser shows the loop, so count events first and give up past a
+// bound that no configuration reaches; only then build nodes.
+class EventBudget final : public YAML::EventHandler {
+public:
+    void OnDocumentStart(const YAML::Mark& mark) override { count(mark); }
+    void OnDocumentEnd() override { count(last_); }
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { count(mark); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { count(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+        count(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        count(mark);
+    }
+    void OnSequenceEnd() override { count(last_); }
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        count(mark);
+    }
+    void OnMapEnd() override { count(last_); }
+
+private:
+    static constexpr long max_events = 1'000'000;
+    void count(const YAML::Mark& mark) {
+        last_ = mark;
+        if (++events_ > max_events)
+            throw YAML::ParserException(mark, "the YAML parser does not come to an end here (over " +
+                                                  std::to_string(max_events) + " events); the file is malformed");
+    }
+    long events_ = 0;
+    YAML::Mark last_ = YAML::Mark::null_mark();
+};
+
+std::vector<YAML::Node> load_all_bounded(const std::string& text) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    EventBudget budget;
+    while (parser.HandleNextDocument(budget)) {
+    }
+    return YAML::LoadAll(text);
+}
+
 // One file as a map; nullopt once the reason it is unusable has been reported.
 std::optional<Node> load_file(const fs::path& file, Errors& errors) {
     const auto text = read_text(file, errors);
     if (!text) return std::nullopt;
     const std::string source = file.string();
     try {
-        return document_root(YAML::LoadAll(*text), source, errors);
+        return document_root(load_all_bounded(*text), source, errors);
     } catch (const YAML::Exception& e) {
         const Origin at = e.mark.is_null() ? Origin{source, 0, 0} : Origin{source, e.mark.line + 1, e.mark.column + 1};
         errors.push_back(at.describe() + ": invalid YAML: " + e.msg);
@@ -242,7 +304,8 @@ std::optional<Node> env_value(const std::string& text, const Origin& origin, con
     const auto first = text.find_first_not_of(" \t");
     const bool flow = first != std::string::npos && (text[first] == '[' || text[first] == '{');
     try {
-        const YAML::Node yaml = YAML::Load(text);
+        const auto documents = load_all_bounded(text);
+        const YAML::Node yaml = documents.empty() ? YAML::Node() : documents.front();
         if (flow || yaml.IsScalar() || yaml.IsNull()) return Converter(origin, false, errors).convert(yaml, path);
     } catch (const YAML::Exception& e) {
         if (flow) {

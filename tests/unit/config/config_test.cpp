@@ -689,3 +689,27 @@ TEST_CASE("the shipped development configuration is valid", "[config]") {
     CHECK(config->plugin("hello") != nullptr);
 }
 #endif
+
+TEST_CASE("YAML aliases that expand too far are refused quickly", "[config]") {
+    // Nine levels of nine aliases each: about 387 million values if expanded.
+    std::string yaml = "plugins:\n  hello:\n    config:\n      l0: &l0 [x, x, x, x, x, x, x, x, x]\n";
+    for (int level = 1; level <= 9; ++level) {
+        std::string previous = "*l" + std::to_string(level - 1);
+        yaml += "      l" + std::to_string(level) + ": &l" + std::to_string(level) + " [";
+        for (int i = 0; i < 9; ++i) yaml += (i ? ", " : "") + previous;
+        yaml += "]\n";
+    }
+    auto error = single_error(yaml);
+    CHECK_THAT(error, Catch::Matchers::Contains("larger than 100000 values"));
+}
+
+TEST_CASE("nesting deeper than 64 levels is refused", "[config]") {
+    std::string yaml = "plugins:\n  hello:\n    config:\n      deep: " + std::string(80, '[') + std::string(80, ']') + "\n";
+    CHECK_THAT(single_error(yaml), Catch::Matchers::Contains("nested deeper than 64 levels"));
+}
+
+TEST_CASE("malformed YAML that sends yaml-cpp into an endless loop is an error", "[config]") {
+    // Found by tests/fuzz/fuzz_config: yaml-cpp 0.7 alone never returns on this input.
+    auto error = single_error(",-er* e");
+    CHECK_THAT(error, Catch::Matchers::Contains("invalid YAML: the YAML parser does not come to an end"));
+}
