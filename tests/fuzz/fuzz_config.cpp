@@ -1,11 +1,11 @@
 // Fuzzes configuration loading: the input is written as the main YAML file; lines after a
 // "#env" line become TRELLIS_ variables. Loading must succeed or name at least one error.
+#include <unistd.h>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 #include <string_view>
-#include <unistd.h>
 
 #include "config/config.hpp"
 

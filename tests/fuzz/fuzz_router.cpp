@@ -13,7 +13,7 @@ namespace {
 const Router& routes() {
     static const Router router = [] {
         Router r;
-        const char* templates[] = {"/", "/items", "/items/{id}", "/items/new", "/items/{id}/tags/{tag}",
+        const char* templates[] = {"/",        "/items", "/items/{id}", "/items/new", "/items/{id}/tags/{tag}",
                                    "/a/{x}/c", "/a/b/d", "/{any}"};
         std::size_t id = 0;
         for (const char* t : templates)

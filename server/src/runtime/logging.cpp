@@ -3,11 +3,16 @@
 #include "runtime/logging.hpp"
 
 #include <atomic>
+#include <cerrno>
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <thread>
+
+#include <unistd.h>
 
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 #include <nlohmann/json.hpp>
 
 namespace trellis::logging {
@@ -23,9 +28,61 @@ public:
     std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonEscapedMessage>(); }
 };
 
+// Writes to stderr in batches: a write(2) per access-log line cost about a tenth of the
+// hello route's throughput. Lines wait at most flush_interval; warnings and errors, and
+// anything logged before an exit (flush()), go out at once.
+class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        spdlog::memory_buf_t formatted;
+        formatter_->format(msg, formatted);
+        buffer_.append(formatted.data(), formatted.size());
+        if (buffer_.size() >= 32 * 1024 || msg.level >= spdlog::level::warn) flush_();
+    }
+
+    void flush_() override {
+        std::size_t done = 0;
+        while (done < buffer_.size()) {
+            ssize_t n = ::write(STDERR_FILENO, buffer_.data() + done, buffer_.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;  // stderr is gone; nothing better to do with log lines
+            done += static_cast<std::size_t>(n);
+        }
+        buffer_.clear();
+    }
+
+private:
+    std::string buffer_;
+};
+
+constexpr std::chrono::milliseconds flush_interval{100};
+
 struct State {
+    State() {
+        flusher = std::thread([this] {
+            std::unique_lock lock(flusher_mutex);
+            while (!stopping) {
+                flusher_wakeup.wait_for(lock, flush_interval);
+                sink->flush();
+            }
+        });
+    }
+    ~State() {
+        {
+            std::lock_guard lock(flusher_mutex);
+            stopping = true;
+        }
+        flusher_wakeup.notify_all();
+        flusher.join();
+        sink->flush();
+    }
+
     std::mutex mutex;
-    std::shared_ptr<spdlog::sinks::stderr_sink_mt> sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    std::shared_ptr<BufferedStderrSink> sink = std::make_shared<BufferedStderrSink>();
+    std::mutex flusher_mutex;
+    std::condition_variable flusher_wakeup;
+    bool stopping = false;
+    std::thread flusher;
     std::map<std::string, std::shared_ptr<spdlog::logger>> loggers;
     spdlog::level::level_enum level = spdlog::level::info;
     std::atomic<bool> access_log{true};

@@ -65,7 +65,8 @@ void answer_json(http::Response& response, int status, const nlohmann::json& bod
 
 }  // namespace
 
-Pipeline::Pipeline(std::shared_ptr<const Runtime> initial) : runtime_(std::move(initial)) {}
+Pipeline::Pipeline(std::shared_ptr<const Runtime> initial)
+    : runtime_(std::move(initial)), log_(logging::get("trellis")), access_log_(logging::get("access")) {}
 
 void Pipeline::replace(std::shared_ptr<const Runtime> next) { runtime_.store(std::move(next)); }
 
@@ -76,8 +77,8 @@ void Pipeline::handle(http::Request& request, http::Response& response, Listener
     try {
         dispatch(*runtime, request, response, listener);
     } catch (const std::exception& e) {
-        logging::get("trellis")->error("request {} {} {} failed in the host: {}", request.request_id, request.method,
-                                       request.path, e.what());
+        log_->error("request {} {} {} failed in the host: {}", request.request_id, request.method, request.path,
+                    e.what());
         response = http::Response{};
         http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
     }
@@ -85,10 +86,9 @@ void Pipeline::handle(http::Request& request, http::Response& response, Listener
 
     if (logging::access_log_enabled()) {
         auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-        logging::get("access")->info("{} \"{} {}{}{} {}\" {} {} {:.3f}ms id={}", request.remote_address, request.method,
-                                     request.path, request.query.empty() ? "" : "?", request.query, request.version,
-                                     response.status, response.body.size(), micros.count() / 1000.0,
-                                     request.request_id);
+        access_log_->info("{} \"{} {}{}{} {}\" {} {} {:.3f}ms id={}", request.remote_address, request.method,
+                          request.path, request.query.empty() ? "" : "?", request.query, request.version,
+                          response.status, response.body.size(), micros.count() / 1000.0, request.request_id);
     }
 }
 
@@ -135,9 +135,8 @@ void Pipeline::dispatch(const Runtime& runtime, http::Request& request, http::Re
         const auto& target = runtime.target(match.route_id);
         where = "handler " + target.method + " " + target.full_path + " of plugin '" + target.instance->name() + "'";
     }
-    logging::get("trellis")->error("request {} {} {} failed in {}: {}", request.request_id, request.method,
-                                   request.path, where,
-                                   abi_request.error.empty() ? "no message given" : abi_request.error);
+    log_->error("request {} {} {} failed in {}: {}", request.request_id, request.method, request.path, where,
+                abi_request.error.empty() ? "no message given" : abi_request.error);
     response = http::Response{};
     http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
 }

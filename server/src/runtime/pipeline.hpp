@@ -5,6 +5,8 @@
 #include <atomic>
 #include <memory>
 
+#include <spdlog/logger.h>
+
 #include "http/message.hpp"
 #include "runtime/runtime.hpp"
 
@@ -32,6 +34,8 @@ private:
 
     std::atomic<std::shared_ptr<const Runtime>> runtime_;
     std::atomic<bool> ready_{true};
+    std::shared_ptr<spdlog::logger> log_;  // looked up once: get() takes a lock
+    std::shared_ptr<spdlog::logger> access_log_;
 };
 
 }  // namespace trellis::runtime
