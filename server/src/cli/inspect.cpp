@@ -85,8 +85,7 @@ int check(const Arguments& args) {
     std::vector<std::string> problems = loaded->assembly.errors;
     for (const auto& r : runtime.plugins())
         if (r.status == runtime::PluginStatus::failed && !r.required)
-            problems.push_back("plugin '" + r.name + "'" + (r.file.empty() ? "" : " (" + r.file + ")") + ": " +
-                               r.reason);
+            problems.push_back(runtime::describe(r) + ": " + r.reason);
     if (args.json) {
         json plugins = json::array();
         for (const auto& r : runtime.plugins()) plugins.push_back(plugin_json(r));

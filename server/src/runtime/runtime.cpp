@@ -38,11 +38,11 @@ std::string join(const std::vector<std::string>& parts, std::string_view separat
     return out;
 }
 
+}  // namespace
+
 std::string describe(const PluginReport& report) {
     return "plugin '" + report.name + "'" + (report.file.empty() ? "" : " (" + report.file + ")");
 }
-
-}  // namespace
 
 class Runtime::Builder {
 public:

@@ -31,6 +31,10 @@ struct PluginReport {
     std::string mount;
 };
 
+// "plugin 'NAME' (FILE)", or without the file when none was found: how every message
+// about a plugin starts.
+std::string describe(const PluginReport& report);
+
 struct RouteTarget {
     const plugin::Instance* instance = nullptr;
     const plugin::RouteRegistration* route = nullptr;
