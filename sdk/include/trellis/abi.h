@@ -36,7 +36,7 @@ extern "C" {
 
 /** ABI version of this header; independent of the Trellis product version. */
 #define TRELLIS_ABI_MAJOR 1
-#define TRELLIS_ABI_MINOR 0
+#define TRELLIS_ABI_MINOR 1
 
 /** Name of the one symbol every plugin exports (see trellis_plugin_entry_fn). */
 #define TRELLIS_PLUGIN_ENTRY_SYMBOL "trellis_plugin_entry"
@@ -68,6 +68,9 @@ typedef int32_t trellis_status;
 #define TRELLIS_ERROR_CONFLICT 4         /* the thing exists already (route, middleware name) */
 #define TRELLIS_ERROR_STATE 5            /* the call is not allowed now (e.g. register after init) */
 #define TRELLIS_ERROR_NO_MEMORY 6
+#define TRELLIS_ERROR_UNAVAILABLE 7 /* 1.1: a resource is unavailable for now (no free database
+                                       connection in time, database unreachable). Returned by a
+                                       handler, the host answers 503 problem+json with Retry-After. */
 
 /** Log levels for trellis_host_api.log. */
 typedef int32_t trellis_log_level;
@@ -84,6 +87,33 @@ typedef int32_t trellis_field_kind;
 #define TRELLIS_FIELD_QUERY 1      /* query parameters, percent-decoded, in order */
 #define TRELLIS_FIELD_PATH_PARAM 2 /* values of {name} segments of the matched route, decoded */
 #define TRELLIS_FIELD_ATTRIBUTE 3  /* per-request attributes; the host sets "trellis.request_id" */
+
+/* ---- Database values (1.1) ------------------------------------------------ */
+
+/** Type of a trellis_value. */
+typedef int32_t trellis_value_type;
+#define TRELLIS_VALUE_NULL 0
+#define TRELLIS_VALUE_INT 1  /* int_value; booleans are 0 or 1 */
+#define TRELLIS_VALUE_REAL 2 /* real_value */
+#define TRELLIS_VALUE_TEXT 3 /* text (UTF-8; dates come as ISO 8601 text) */
+
+/**
+ * One value crossing the boundary: a bound parameter or a result column.
+ * Ownership: parameters are read during db_execute only; values handed out by rows_value
+ * are owned by the rows and valid until rows_free.
+ */
+typedef struct trellis_value {
+    trellis_value_type type;
+    int64_t int_value;
+    double real_value;
+    trellis_str text;
+} trellis_value;
+
+/** A named parameter: the SQL text refers to it as :name (name given without the colon). */
+typedef struct trellis_param {
+    trellis_str name;
+    trellis_value value;
+} trellis_param;
 
 /* ---- Opaque handles ------------------------------------------------------ */
 
@@ -104,6 +134,15 @@ typedef struct trellis_response trellis_response;
 
 /** The rest of a middleware chain; see trellis_host_api.next. Lifetime: as trellis_request. */
 typedef struct trellis_next trellis_next;
+
+/**
+ * 1.1: one database connection leased from the host's pool, with its transaction state.
+ * Ownership: host; valid from db_acquire until db_release. Used by one thread at a time.
+ */
+typedef struct trellis_db trellis_db;
+
+/** 1.1: a query result, fully read. Ownership: host; valid from db_execute until rows_free. */
+typedef struct trellis_rows trellis_rows;
 
 /* ---- What the plugin implements (the host calls these) -------------------- */
 
@@ -204,6 +243,23 @@ typedef struct trellis_middleware {
     trellis_on_middleware_fn on_middleware;
     void* user_data;
 } trellis_middleware;
+
+/**
+ * 1.1: a schema migration of the plugin. The host copies every string during
+ * register_migration. Versions are positive and unique per plugin and dialect; the host
+ * applies them in ascending order, each in its own transaction, and records each in the
+ * table trellis_schema_history. up_sql and down_sql may hold several statements.
+ * dialect is empty for SQL that runs on every database, or "sqlite" / "postgresql" for a
+ * variant that replaces the common one of the same version on that database.
+ */
+typedef struct trellis_migration {
+    uint32_t struct_size; /* sizeof(trellis_migration) as the plugin saw it */
+    int64_t version;
+    trellis_str name;
+    trellis_str up_sql;
+    trellis_str down_sql; /* empty: this migration cannot be reverted */
+    trellis_str dialect;
+} trellis_migration;
 
 /* ---- What the host implements (the plugin calls these) -------------------- */
 
@@ -311,6 +367,64 @@ typedef struct trellis_host_api {
     /** Runs the rest of the chain (further middleware, then the handler) and returns its
      *  status. At most once per next handle; a second call returns TRELLIS_ERROR_STATE. */
     trellis_status (*next)(trellis_next* next);
+
+    /* -- 1.1: database ------------------------------------------------------ *
+     * Threading:  db_dialect and db_acquire from any thread between on_init and on_shutdown
+     *             (request threads included); a trellis_db and the rows it produced are
+     *             used by one thread at a time.
+     * SQL text is sent as given; values only ever travel as bound parameters (:name).
+     * Errors: TRELLIS_ERROR_UNAVAILABLE (no connection within the pool's acquire timeout,
+     * or the connection to the database was lost: return it from a handler to answer 503),
+     * TRELLIS_ERROR_CONFLICT (a constraint was violated: unique key, foreign key, check),
+     * TRELLIS_ERROR_INVALID_ARGUMENT (the SQL or a parameter is malformed), TRELLIS_ERROR
+     * (anything else). db_error gives the database's message for the last failure. */
+
+    /** "sqlite" or "postgresql": the dialect of the configured database. Static storage. */
+    trellis_str (*db_dialect)(trellis_host* host);
+
+    /** Leases a connection from the pool, waiting at most the configured acquire timeout.
+     *  On success *db_out must be given back with db_release. */
+    trellis_status (*db_acquire)(trellis_host* host, trellis_db** db_out);
+
+    /** Gives the connection back; a transaction still open is rolled back first. */
+    void (*db_release)(trellis_db* db);
+
+    /** Starts a transaction on the connection; TRELLIS_ERROR_STATE when one is open. */
+    trellis_status (*db_begin)(trellis_db* db);
+
+    /** Commits the open transaction; TRELLIS_ERROR_STATE when none is open. */
+    trellis_status (*db_commit)(trellis_db* db);
+
+    /** Rolls the open transaction back; TRELLIS_ERROR_STATE when none is open. */
+    trellis_status (*db_rollback)(trellis_db* db);
+
+    /** Runs one SQL statement with bound parameters. When rows_out is not NULL it receives
+     *  the result rows (free them with rows_free), also for a statement without result.
+     *  When affected_out is not NULL it receives the number of rows changed. */
+    trellis_status (*db_execute)(trellis_db* db, trellis_str sql, const trellis_param* params, size_t param_count,
+                                 trellis_rows** rows_out, int64_t* affected_out);
+
+    /** The message of the last failed call on this connection. Valid until the next call. */
+    trellis_str (*db_error)(const trellis_db* db);
+
+    /** Number of rows and of columns of a result. */
+    size_t (*rows_count)(const trellis_rows* rows);
+    size_t (*rows_column_count)(const trellis_rows* rows);
+
+    /** Name of a column as the database reports it (lower case for unquoted names).
+     *  Empty past the end. Valid until rows_free. */
+    trellis_str (*rows_column_name)(const trellis_rows* rows, size_t column);
+
+    /** The value at row, column; TRELLIS_ERROR_NOT_FOUND past the end. */
+    trellis_status (*rows_value)(const trellis_rows* rows, size_t row, size_t column, trellis_value* value_out);
+
+    /** Frees a result. */
+    void (*rows_free)(trellis_rows* rows);
+
+    /** Registers a migration. Only during on_init. TRELLIS_ERROR_INVALID_ARGUMENT for a
+     *  version below 1, an empty up_sql or an unknown dialect; TRELLIS_ERROR_CONFLICT for
+     *  a version (and dialect) registered twice. */
+    trellis_status (*register_migration)(trellis_host* host, const trellis_migration* migration);
 
     /* Later minors append entries here. */
 } trellis_host_api;

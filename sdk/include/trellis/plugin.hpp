@@ -4,6 +4,7 @@
 #define TRELLIS_PLUGIN_HPP
 
 #include <trellis/abi.h>
+#include <trellis/database.hpp>
 
 #include <deque>
 #include <exception>
@@ -280,6 +281,18 @@ trellis_status guard(const trellis_host_api* api, trellis_request* req, trellis_
             api->request_set_error(req, str("could not write the problem response"));
             return TRELLIS_ERROR;
         }
+    } catch (const DbUnavailable& e) {
+        api->request_set_error(req, str(e.what()));
+        return TRELLIS_ERROR_UNAVAILABLE;  // the host answers 503 with Retry-After
+    } catch (const DbConflict& e) {
+        api->request_set_error(req, str(e.what()));
+        try {
+            Response(api, resp).problem(409, "conflict", "The request conflicts with the current state of the resource.",
+                                        detail::view(api->request_path(req)));
+            return TRELLIS_OK;
+        } catch (...) {
+            return TRELLIS_ERROR;
+        }
     } catch (const std::bad_alloc&) {
         api->request_set_error(req, str("out of memory"));
         return TRELLIS_ERROR_NO_MEMORY;
@@ -328,6 +341,26 @@ public:
     /// The plugin's `config:` section, already validated against its schema.
     const nlohmann::json& config() const { return config_; }
     const Logger& log() const { return logger_; }
+    /// The host's database (pooled connections); keep it in a member for the handlers.
+    Database database() const { return Database(api_, host_); }
+
+    /// Registers a schema migration. The host applies pending ones after init() returns, in
+    /// version order, before any route is served; a failed one keeps the plugin from serving.
+    void migration(const Migration& m) {
+        trellis_migration raw{};
+        raw.struct_size = sizeof(trellis_migration);
+        raw.version = m.version;
+        raw.name = detail::str(m.name);
+        raw.up_sql = detail::str(m.up);
+        raw.down_sql = detail::str(m.down);
+        raw.dialect = detail::str(m.dialect);
+        if (trellis_status status = api_->register_migration(host_, &raw); status != TRELLIS_OK)
+            throw std::invalid_argument("cannot register migration " + std::to_string(m.version) + " (" + m.name +
+                                        "): " +
+                                        (status == TRELLIS_ERROR_CONFLICT ? "the version is registered twice"
+                                                                          : "version below 1, empty name or SQL, or "
+                                                                            "an unknown dialect"));
+    }
 
     /// Registers a handler for METHOD and a path template relative to the plugin's mount.
     void route(std::string_view method, std::string_view path, Handler handler, const RouteInfo& info = {}) {

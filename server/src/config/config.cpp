@@ -550,11 +550,13 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
 
 // ---- Checking sections ----------------------------------------------------------------
 
-constexpr std::array<std::string_view, 4> kTopKeys{"server", "logging", "middleware", "plugins"};
-constexpr std::array<std::string_view, 9> kServerKeys{
+constexpr std::array<std::string_view, 5> kTopKeys{"server", "logging", "database", "middleware", "plugins"};
+constexpr std::array<std::string_view, 10> kServerKeys{
     "listen",       "admin_listen",       "admin_enabled",           "max_threads",
     "max_queued",   "keep_alive_timeout", "max_keep_alive_requests", "max_body_bytes",
-    "drain_timeout"};
+    "drain_timeout", "data_dir"};
+constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acquire_timeout", "busy_timeout",
+                                                        "migrate_on_start"};
 constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
 constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
 constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -569,7 +571,9 @@ bool is_section(const Node& node, const std::string& path, const std::string& hi
     return false;
 }
 
-void read_server_key(const Entry& entry, ServerConfig& server, Errors& errors) {
+fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir);
+
+void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
     const std::string path = "server." + entry.key;
     const Node& value = entry.value;
     if (entry.key == "listen")
@@ -590,8 +594,56 @@ void read_server_key(const Entry& entry, ServerConfig& server, Errors& errors) {
         assign(server.max_keep_alive_requests, read_integer(value, path, 0, 10'000'000, errors));
     else if (entry.key == "max_body_bytes")
         assign(server.max_body_bytes, read_size(value, path, errors));
+    else if (entry.key == "data_dir" && value.kind == Node::Kind::scalar && !value.text.empty())
+        server.data_dir = resolve(value.origin, value.text, env_base_dir);
+    else if (entry.key == "data_dir")
+        fail(errors, value.origin, path, "expected a directory, " + got(value));
     else
         unknown_key(entry, path, kServerKeys, errors);
+}
+
+// The url is parsed once the whole config is read, because a relative SQLite path depends
+// on server.data_dir, which may come later or from another file.
+struct DatabaseInput {
+    std::optional<Node> url;
+    DatabaseConfig settings;
+};
+
+void read_database_key(const Entry& entry, DatabaseInput& database, Errors& errors) {
+    const std::string path = "database." + entry.key;
+    const Node& value = entry.value;
+    DatabaseConfig& settings = database.settings;
+    if (entry.key == "url" && value.kind == Node::Kind::scalar && !value.text.empty())
+        database.url = value;
+    else if (entry.key == "url")
+        fail(errors, value.origin, path, "expected a url such as sqlite://trellis.db or postgresql://host/db");
+    else if (entry.key == "pool_size")
+        assign(settings.pool_size, read_integer(value, path, 1, 1000, errors));
+    else if (entry.key == "acquire_timeout")
+        assign(settings.acquire_timeout, read_duration(value, path, errors));
+    else if (entry.key == "busy_timeout")
+        assign(settings.busy_timeout, read_duration(value, path, errors));
+    else if (entry.key == "migrate_on_start")
+        assign(settings.migrate_on_start, read_bool(value, path, errors));
+    else
+        unknown_key(entry, path, kDatabaseKeys, errors);
+}
+
+void finish_database(DatabaseInput& input, const ServerConfig& server, Config& config, Errors& errors) {
+    std::string url = input.url ? input.url->text : input.settings.url;
+    auto parsed = parse_database_url(std::move(url), server.data_dir);
+    if (!parsed) {
+        const Origin origin = input.url ? input.url->origin : Origin{"default", 0, 0};
+        fail(errors, origin, "database.url", parsed.error());
+        return;
+    }
+    DatabaseConfig& db = config.database;
+    db = std::move(*parsed);
+    db.pool_size = input.settings.pool_size;
+    db.acquire_timeout = input.settings.acquire_timeout;
+    db.busy_timeout = input.settings.busy_timeout;
+    db.migrate_on_start = input.settings.migrate_on_start;
+    if (input.url) db.origin = input.url->origin;
 }
 
 void read_logging_key(const Entry& entry, LoggingConfig& logging, Errors& errors) {
@@ -606,9 +658,14 @@ void read_logging_key(const Entry& entry, LoggingConfig& logging, Errors& errors
         unknown_key(entry, path, kLoggingKeys, errors);
 }
 
-void read_server(const Node& node, ServerConfig& server, Errors& errors) {
+void read_server(const Node& node, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
     if (!is_section(node, "server", "", errors)) return;
-    for (const Entry& entry : node.entries) read_server_key(entry, server, errors);
+    for (const Entry& entry : node.entries) read_server_key(entry, server, env_base_dir, errors);
+}
+
+void read_database(const Node& node, DatabaseInput& database, Errors& errors) {
+    if (!is_section(node, "database", "", errors)) return;
+    for (const Entry& entry : node.entries) read_database_key(entry, database, errors);
 }
 
 void read_logging(const Node& node, LoggingConfig& logging, Errors& errors) {
@@ -735,10 +792,13 @@ void read_plugins(const Node& node, const fs::path& env_base_dir, Config& config
 
 Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
     Config config;
+    DatabaseInput database;
     for (const Entry& entry : root.entries) {
         const Node& value = entry.value;
         if (entry.key == "server")
-            read_server(value, config.server, errors);
+            read_server(value, config.server, env_base_dir, errors);
+        else if (entry.key == "database")
+            read_database(value, database, errors);
         else if (entry.key == "logging")
             read_logging(value, config.logging, errors);
         else if (entry.key == "middleware")
@@ -748,6 +808,7 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
         else
             unknown_key(entry, entry.key, kTopKeys, errors);
     }
+    finish_database(database, config.server, config, errors);
     return config;
 }
 
@@ -756,6 +817,50 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
 std::string Origin::describe() const {
     if (line <= 0) return source;
     return source + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+std::string_view to_string(Dialect dialect) { return dialect == Dialect::sqlite ? "sqlite" : "postgresql"; }
+
+std::string redact_database_url(std::string_view url) {
+    std::string text(url);
+    // URI form: scheme://user:password@host
+    if (const auto scheme = text.find("://"); scheme != std::string::npos) {
+        const auto at = text.find('@', scheme + 3);
+        const auto colon = text.find(':', scheme + 3);
+        if (at != std::string::npos && colon != std::string::npos && colon < at)
+            text.replace(colon + 1, at - colon - 1, "***");
+    }
+    // Keyword form and URI query: password=... up to the next space or '&'.
+    static const std::regex password(R"((password\s*=\s*)('[^']*'|[^\s&]*))", std::regex::icase);
+    return std::regex_replace(text, password, "$1***");
+}
+
+tl::expected<DatabaseConfig, std::string> parse_database_url(std::string url, const fs::path& data_dir) {
+    DatabaseConfig db;
+    db.display = redact_database_url(url);
+    if (url.starts_with("sqlite://")) {
+        const std::string file = url.substr(std::string_view("sqlite://").size());
+        if (file.empty()) return tl::unexpected(std::string("sqlite:// needs a file, such as sqlite://trellis.db"));
+        if (file.find('"') != std::string::npos)
+            return tl::unexpected(std::string("the SQLite file name must not contain '\"'"));
+        db.dialect = Dialect::sqlite;
+        db.sqlite_file = fs::path(file).is_absolute() ? fs::path(file) : (data_dir / file).lexically_normal();
+        db.connect = "db=\"" + db.sqlite_file.string() + "\"";
+    } else if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+        if (url.find('/', url.find("://") + 3) == std::string::npos)
+            return tl::unexpected(std::string("a postgresql:// url needs a database: postgresql://user@host:5432/dbname"));
+        db.dialect = Dialect::postgresql;
+        db.connect = url;
+    } else if (url.find('=') != std::string::npos && url.find("://") == std::string::npos) {
+        db.dialect = Dialect::postgresql;  // libpq keyword string
+        db.connect = url;
+    } else {
+        return tl::unexpected(std::string(
+            "expected sqlite://FILE, postgresql://user:password@host:port/db or a libpq keyword string "
+            "(host=... dbname=...)"));
+    }
+    db.url = std::move(url);
+    return db;
 }
 
 std::string Endpoint::text() const {

@@ -46,7 +46,34 @@ struct ServerConfig {
     // On SIGTERM/SIGINT, how long requests in flight may take to finish before the
     // process exits anyway (exit code 1).
     std::chrono::milliseconds drain_timeout{30000};
+    // Where Trellis keeps its files (the embedded SQLite database); relative to the file.
+    std::filesystem::path data_dir{"/var/lib/trellis"};
 };
+
+enum class Dialect { sqlite, postgresql };
+std::string_view to_string(Dialect dialect);
+
+// `database:`. The url is kept as written (it may hold a password): show `display` only.
+struct DatabaseConfig {
+    Dialect dialect = Dialect::sqlite;
+    std::string url = "sqlite://trellis.db";  // as configured
+    std::string connect;                      // what the driver receives
+    std::string display;                      // the url with any password replaced by ***
+    std::filesystem::path sqlite_file;        // absolute, for sqlite
+    int pool_size = 8;
+    std::chrono::milliseconds acquire_timeout{2000};
+    std::chrono::milliseconds busy_timeout{5000};  // SQLite: how long a writer waits for the lock
+    bool migrate_on_start = true;  // apply pending migrations at `serve`; else such plugins fail
+    Origin origin;                 // where url was set
+};
+
+// Parses sqlite://PATH (relative to data_dir; sqlite:///abs for absolute), postgresql://...
+// or postgres://... URIs, and libpq keyword strings ("host=... dbname=..."); the error
+// says what is wrong without repeating the url (it may hold a password).
+tl::expected<DatabaseConfig, std::string> parse_database_url(std::string url, const std::filesystem::path& data_dir);
+
+// The url with any password replaced by ***.
+std::string redact_database_url(std::string_view url);
 
 struct LoggingConfig {
     std::string level = "info";   // trace, debug, info, warn, error, critical, off
@@ -70,6 +97,7 @@ struct PluginConfig {
 struct Config {
     ServerConfig server;
     LoggingConfig logging;
+    DatabaseConfig database;
     std::vector<std::string> middleware;  // global, applied to every request, in order
     std::vector<std::filesystem::path> plugin_search_paths{"/usr/lib/trellis/plugins"};  // absolute
     std::vector<PluginConfig> plugins;                                                   // sorted by name

@@ -2,6 +2,7 @@
 // does here may throw into plugin code, so each body catches and reports a status.
 #include "plugin/host_api.hpp"
 
+#include <algorithm>
 #include <string_view>
 
 #include "http/router.hpp"
@@ -229,6 +230,121 @@ trellis_status api_next(trellis_next* next) {
     return guarded([&] { return run_chain(*next->run, next->index); });
 }
 
+// ---- 1.1: database ----------------------------------------------------------------------
+
+constexpr trellis_str kNoDialect{"", 0};
+
+trellis_str api_db_dialect(trellis_host* host) {
+    if (!host || !host->database) return kNoDialect;
+    static constexpr std::string_view sqlite = "sqlite", postgresql = "postgresql";
+    return str(host->database->dialect() == config::Dialect::sqlite ? sqlite : postgresql);
+}
+
+trellis_status api_db_acquire(trellis_host* host, trellis_db** db_out) {
+    if (!host || !db_out) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (!host->database) return TRELLIS_ERROR_STATE;
+    return guarded([&] {
+        auto connection = host->database->acquire();
+        if (!connection) {
+            if (host->logger) host->logger->warn("{}", connection.error().message);
+            return connection.error().status;
+        }
+        *db_out = new trellis_db{std::move(*connection), {}};
+        return TRELLIS_OK;
+    });
+}
+
+void api_db_release(trellis_db* db) { delete db; }
+
+template <typename T>
+trellis_status outcome(trellis_db* db, const tl::expected<T, db::Error>& result) {
+    if (result) return TRELLIS_OK;
+    db->error = result.error().message;
+    return result.error().status;
+}
+
+trellis_status api_db_begin(trellis_db* db) {
+    if (!db) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] { return outcome(db, db->connection.begin()); });
+}
+
+trellis_status api_db_commit(trellis_db* db) {
+    if (!db) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] { return outcome(db, db->connection.commit()); });
+}
+
+trellis_status api_db_rollback(trellis_db* db) {
+    if (!db) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] { return outcome(db, db->connection.rollback()); });
+}
+
+trellis_status api_db_execute(trellis_db* db, trellis_str sql, const trellis_param* params, size_t param_count,
+                              trellis_rows** rows_out, int64_t* affected_out) {
+    if (!db || (param_count > 0 && !params)) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] {
+        std::vector<db::Param> bound;
+        bound.reserve(param_count);
+        for (size_t i = 0; i < param_count; ++i) {
+            const trellis_param& p = params[i];
+            const std::string_view name = view(p.name);
+            const bool valid_name = !name.empty() && std::ranges::all_of(name, [](char c) {
+                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+            });
+            if (!valid_name || p.value.type < TRELLIS_VALUE_NULL || p.value.type > TRELLIS_VALUE_TEXT) {
+                db->error = "parameter " + std::to_string(i) + " has an invalid name or type";
+                return TRELLIS_ERROR_INVALID_ARGUMENT;
+            }
+            bound.push_back(db::Param{std::string(name), db::Value{p.value.type, p.value.int_value,
+                                                                   p.value.real_value, std::string(view(p.value.text))}});
+        }
+        auto result = db->connection.execute(view(sql), bound, rows_out != nullptr);
+        if (!result) return outcome(db, result);
+        if (affected_out) *affected_out = result->affected;
+        if (rows_out) *rows_out = new trellis_rows{std::move(*result)};
+        return TRELLIS_OK;
+    });
+}
+
+trellis_str api_db_error(const trellis_db* db) { return db ? str(db->error) : trellis_str{nullptr, 0}; }
+
+size_t api_rows_count(const trellis_rows* rows) { return rows ? rows->result.rows() : 0; }
+
+size_t api_rows_column_count(const trellis_rows* rows) { return rows ? rows->result.columns.size() : 0; }
+
+trellis_str api_rows_column_name(const trellis_rows* rows, size_t column) {
+    if (!rows || column >= rows->result.columns.size()) return trellis_str{nullptr, 0};
+    return str(rows->result.columns[column]);
+}
+
+trellis_status api_rows_value(const trellis_rows* rows, size_t row, size_t column, trellis_value* value_out) {
+    if (!rows || !value_out) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    const db::Result& r = rows->result;
+    if (row >= r.rows() || column >= r.columns.size()) return TRELLIS_ERROR_NOT_FOUND;
+    const db::Value& v = r.cells[row * r.columns.size() + column];
+    *value_out = trellis_value{v.type, v.integer, v.real, str(v.text)};
+    return TRELLIS_OK;
+}
+
+void api_rows_free(trellis_rows* rows) { delete rows; }
+
+trellis_status api_register_migration(trellis_host* host, const trellis_migration* m) {
+    if (!host || !m || m->struct_size < sizeof(trellis_migration)) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (!host->registering) return TRELLIS_ERROR_STATE;
+    const std::string_view dialect = view(m->dialect);
+    if (m->version < 1 || view(m->up_sql).empty() || view(m->name).empty() ||
+        !(dialect.empty() || dialect == "sqlite" || dialect == "postgresql"))
+        return TRELLIS_ERROR_INVALID_ARGUMENT;
+    const bool taken = std::ranges::any_of(host->migrations, [&](const db::Migration& other) {
+        return other.version == m->version && other.dialect == dialect;
+    });
+    if (taken) return TRELLIS_ERROR_CONFLICT;
+    return guarded([&] {
+        host->migrations.push_back(db::Migration{m->version, std::string(view(m->name)), std::string(view(m->up_sql)),
+                                                 std::string(view(m->down_sql)), std::string(dialect)});
+        return TRELLIS_OK;
+    });
+}
+
 const trellis_host_api table = {
     sizeof(trellis_host_api),
     TRELLIS_ABI_MAJOR,
@@ -255,6 +371,20 @@ const trellis_host_api table = {
     api_response_set_body,
     api_response_body,
     api_next,
+    api_db_dialect,
+    api_db_acquire,
+    api_db_release,
+    api_db_begin,
+    api_db_commit,
+    api_db_rollback,
+    api_db_execute,
+    api_db_error,
+    api_rows_count,
+    api_rows_column_count,
+    api_rows_column_name,
+    api_rows_value,
+    api_rows_free,
+    api_register_migration,
 };
 
 }  // namespace

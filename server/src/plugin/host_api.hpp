@@ -9,6 +9,8 @@
 #include <spdlog/logger.h>
 #include <trellis/abi.h>
 
+#include "db/migrations.hpp"
+#include "db/pool.hpp"
 #include "http/message.hpp"
 
 namespace trellis::plugin {
@@ -45,6 +47,17 @@ struct trellis_host {
     std::vector<trellis::plugin::RouteRegistration> routes;
     std::vector<trellis::plugin::MiddlewareRegistration> middleware;
     std::shared_ptr<spdlog::logger> logger;
+    std::shared_ptr<trellis::db::Pool> database;      // 1.1
+    std::vector<trellis::db::Migration> migrations;  // 1.1, as registered
+};
+
+struct trellis_db {
+    trellis::db::Connection connection;
+    std::string error;  // db_error
+};
+
+struct trellis_rows {
+    trellis::db::Result result;
 };
 
 struct trellis_request {

@@ -4,8 +4,9 @@
 namespace trellis::plugin {
 
 Instance::Instance(std::shared_ptr<const Library> library, std::string config_json,
-                   std::shared_ptr<spdlog::logger> logger)
+                   std::shared_ptr<spdlog::logger> logger, std::shared_ptr<db::Pool> database)
     : library_(std::move(library)) {
+    host_.database = std::move(database);
     host_.plugin_name = library_->name;
     host_.config_json = std::move(config_json);
     host_.logger = std::move(logger);
@@ -13,8 +14,10 @@ Instance::Instance(std::shared_ptr<const Library> library, std::string config_js
 
 tl::expected<std::unique_ptr<Instance>, std::string> Instance::create(std::shared_ptr<const Library> library,
                                                                       std::string config_json,
-                                                                      std::shared_ptr<spdlog::logger> logger) {
-    std::unique_ptr<Instance> self(new Instance(std::move(library), std::move(config_json), std::move(logger)));
+                                                                      std::shared_ptr<spdlog::logger> logger,
+                                                                      std::shared_ptr<db::Pool> database) {
+    std::unique_ptr<Instance> self(
+        new Instance(std::move(library), std::move(config_json), std::move(logger), std::move(database)));
     trellis_status status = TRELLIS_ERROR;
     try {
         status = self->library_->descriptor->on_create(&host_api(), &self->host_, &self->instance_);
@@ -39,6 +42,7 @@ tl::expected<void, std::string> Instance::init() {
     if (status != TRELLIS_OK) {
         host_.routes.clear();
         host_.middleware.clear();
+        host_.migrations.clear();
         return tl::unexpected(failure("on_init", status));
     }
     initialised_ = true;

@@ -18,7 +18,8 @@ public:
     // Calls on_create. The error is the plugin's own message (set_error) or the status.
     static tl::expected<std::unique_ptr<Instance>, std::string> create(std::shared_ptr<const Library> library,
                                                                        std::string config_json,
-                                                                       std::shared_ptr<spdlog::logger> logger);
+                                                                       std::shared_ptr<spdlog::logger> logger,
+                                                                       std::shared_ptr<db::Pool> database = nullptr);
     ~Instance();  // on_shutdown if initialised, then on_destroy
     Instance(const Instance&) = delete;
     Instance& operator=(const Instance&) = delete;
@@ -32,9 +33,11 @@ public:
     const std::string& name() const { return host_.plugin_name; }
     const std::vector<RouteRegistration>& routes() const { return host_.routes; }
     const std::vector<MiddlewareRegistration>& middleware() const { return host_.middleware; }
+    const std::vector<db::Migration>& migrations() const { return host_.migrations; }
 
 private:
-    Instance(std::shared_ptr<const Library> library, std::string config_json, std::shared_ptr<spdlog::logger> logger);
+    Instance(std::shared_ptr<const Library> library, std::string config_json, std::shared_ptr<spdlog::logger> logger,
+             std::shared_ptr<db::Pool> database);
     std::string failure(const char* call, trellis_status status) const;
 
     std::shared_ptr<const Library> library_;  // first: released after everything below

@@ -128,16 +128,26 @@ void Pipeline::dispatch(const Runtime& runtime, http::Request& request, http::Re
     run.terminal = run_terminal;
     run.terminal_context = &terminal;
 
-    if (plugin::run_chain(run, 0) == TRELLIS_OK) return;
+    const trellis_status status = plugin::run_chain(run, 0);
+    if (status == TRELLIS_OK) return;
 
     std::string where = run.failed_at;
     if (match.kind == http::RouteMatch::Kind::found && where == "handler") {
         const auto& target = runtime.target(match.route_id);
         where = "handler " + target.method + " " + target.full_path + " of plugin '" + target.instance->name() + "'";
     }
-    log_->error("request {} {} {} failed in {}: {}", request.request_id, request.method, request.path, where,
-                abi_request.error.empty() ? "no message given" : abi_request.error);
+    const std::string_view reason = abi_request.error.empty() ? "no message given" : abi_request.error;
     response = http::Response{};
+    if (status == TRELLIS_ERROR_UNAVAILABLE) {
+        // No database connection in time, or the database is down: the client may retry.
+        log_->warn("request {} {} {} unavailable in {}: {}", request.request_id, request.method, request.path, where,
+                   reason);
+        http::set_problem(response, request, 503, "unavailable",
+                          "The service is temporarily unable to handle the request; retry later.");
+        response.set_header("Retry-After", "1");
+        return;
+    }
+    log_->error("request {} {} {} failed in {}: {}", request.request_id, request.method, request.path, where, reason);
     http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
 }
 

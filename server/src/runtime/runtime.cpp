@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "db/migrations.hpp"
 #include "plugin/schema.hpp"
 #include "runtime/logging.hpp"
 
@@ -46,8 +47,8 @@ std::string describe(const PluginReport& report) {
 
 class Runtime::Builder {
 public:
-    Builder(Runtime& runtime, plugin::LibraryCache& libraries)
-        : rt_(runtime), libraries_(libraries), log_(logging::get("trellis")) {}
+    Builder(Runtime& runtime, plugin::LibraryCache& libraries, Migrations migrations)
+        : rt_(runtime), libraries_(libraries), migrations_(migrations), log_(logging::get("trellis")) {}
 
     config::Errors run() {
         reserve_host_routes();
@@ -74,6 +75,7 @@ private:
 
     Runtime& rt_;
     plugin::LibraryCache& libraries_;
+    Migrations migrations_;
     std::shared_ptr<spdlog::logger> log_;
     std::map<std::string, Candidate> candidates_;
     std::vector<std::string> order_;
@@ -185,9 +187,11 @@ private:
         if (auto valid = plugin::validate_config(*c.config, c.library->config_schema_json); !valid)
             return fail(r, "configuration rejected by the plugin's schema: " + join(valid.error(), "; "));
 
-        auto instance = plugin::Instance::create(c.library, c.config->config.dump(), logging::get(r.name));
+        auto instance =
+            plugin::Instance::create(c.library, c.config->config.dump(), logging::get(r.name), rt_.database_);
         if (!instance) return fail(r, instance.error());
         if (auto ok = (*instance)->init(); !ok) return fail(r, ok.error());
+        if (auto ok = migrate(**instance); !ok) return fail(r, ok.error());
 
         std::vector<std::unique_ptr<plugin::MiddlewareBinding>> bindings;
         for (const auto& mw : (*instance)->middleware())
@@ -206,6 +210,29 @@ private:
         for (auto& binding : bindings) rt_.bindings_.push_back(std::move(binding));
         rt_.instances_.push_back(std::move(*instance));
         log_->info("{}: loaded, version {}, ABI {}, mounted at {}", describe(r), r.version, r.abi, r.mount);
+    }
+
+    // A plugin whose schema is not where its code expects it must not serve.
+    tl::expected<void, std::string> migrate(const plugin::Instance& instance) {
+        if (instance.migrations().empty() || migrations_ == Migrations::ignore) return {};
+        const auto migrations = db::for_dialect(instance.migrations(), rt_.database_->dialect());
+        db::Migrator migrator(*rt_.database_);
+        if (migrations_ == Migrations::apply) {
+            auto applied = migrator.up(instance.name(), migrations, false);
+            if (!applied) return tl::unexpected("migrations: " + applied.error());
+            if (*applied > 0) log_->info("plugin '{}': applied {} migration(s)", instance.name(), *applied);
+            return {};
+        }
+        auto status = migrator.status(instance.name(), migrations);
+        if (!status) return tl::unexpected("migrations: " + status.error());
+        std::vector<std::string> problems;
+        for (const auto& m : *status)
+            if (m.state != db::State::applied && m.state != db::State::missing)
+                problems.push_back(std::to_string(m.version) + " (" + m.name + ") " + std::string(db::to_string(m.state)));
+        if (problems.empty()) return {};
+        return tl::unexpected("migrations not applied: " + join(problems, ", ") +
+                              "; run `trellis migrate up --plugin " + instance.name() +
+                              "` (database.migrate_on_start is off)");
     }
 
     tl::expected<const plugin::MiddlewareBinding*, std::string> resolve(
@@ -277,23 +304,29 @@ private:
     }
 };
 
-Runtime::Runtime(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {}
+Runtime::Runtime(std::shared_ptr<const config::Config> config)
+    : config_(std::move(config)), database_(db::Pool::create(config_->database)) {}
 
 Runtime::~Runtime() {
     for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) (*it)->shutdown();
     while (!instances_.empty()) instances_.pop_back();
 }
 
-Runtime::Assembly Runtime::assemble(std::shared_ptr<const config::Config> config,
-                                   plugin::LibraryCache& libraries) {
+Migrations Runtime::serving_mode(const config::Config& config) {
+    return config.database.migrate_on_start ? Migrations::apply : Migrations::check;
+}
+
+Runtime::Assembly Runtime::assemble(std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries,
+                                   Migrations migrations) {
     std::shared_ptr<Runtime> runtime(new Runtime(std::move(config)));
-    config::Errors errors = Builder(*runtime, libraries).run();
+    config::Errors errors = Builder(*runtime, libraries, migrations).run();
     return {std::move(runtime), std::move(errors)};
 }
 
 tl::expected<std::shared_ptr<const Runtime>, config::Errors> Runtime::build(
     std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries) {
-    auto assembly = assemble(std::move(config), libraries);
+    const Migrations mode = serving_mode(*config);
+    auto assembly = assemble(std::move(config), libraries, mode);
     if (!assembly.errors.empty()) return tl::unexpected(std::move(assembly.errors));
     return std::move(assembly.runtime);
 }

@@ -10,6 +10,7 @@
 #include <tl/expected.hpp>
 
 #include "config/config.hpp"
+#include "db/pool.hpp"
 #include "http/router.hpp"
 #include "plugin/chain.hpp"
 #include "plugin/instance.hpp"
@@ -47,6 +48,13 @@ struct RouteTarget {
 inline constexpr std::size_t livez_route = static_cast<std::size_t>(-1);
 inline constexpr std::size_t readyz_route = static_cast<std::size_t>(-2);
 
+// What a build does with the migrations plugins register.
+enum class Migrations {
+    apply,  // run what is pending (serve with database.migrate_on_start); a failure fails the plugin
+    check,  // a plugin with pending, failed or changed migrations fails (serve without it)
+    ignore  // touch no database (check, plugins list, routes, migrate)
+};
+
 class Runtime {
 public:
     // Never throws for a bad plugin: each failure is logged ("plugin 'x' (file): reason")
@@ -54,6 +62,8 @@ public:
     // middleware list names middleware that is not available; the errors say why.
     static tl::expected<std::shared_ptr<const Runtime>, config::Errors> build(
         std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries);
+    // As build(), with migrations applied or checked as `serve` does for this config.
+    static Migrations serving_mode(const config::Config& config);
 
     // The same build, keeping the runtime even when it must not serve, so that `trellis
     // check` and `trellis plugins list` can report every plugin.
@@ -61,7 +71,8 @@ public:
         std::shared_ptr<const Runtime> runtime;
         config::Errors errors;  // as build() would return them
     };
-    static Assembly assemble(std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries);
+    static Assembly assemble(std::shared_ptr<const config::Config> config, plugin::LibraryCache& libraries,
+                             Migrations migrations = Migrations::ignore);
 
     ~Runtime();  // shuts plugins down in reverse dependency order, then destroys them
     Runtime(const Runtime&) = delete;
@@ -73,12 +84,15 @@ public:
     const std::vector<RouteTarget>& targets() const { return targets_; }
     const std::vector<const plugin::MiddlewareBinding*>& global_chain() const { return global_chain_; }
     const std::vector<PluginReport>& plugins() const { return reports_; }
+    const std::vector<std::unique_ptr<plugin::Instance>>& instances() const { return instances_; }
+    db::Pool& database() const { return *database_; }
 
 private:
     class Builder;
     explicit Runtime(std::shared_ptr<const config::Config> config);
 
     std::shared_ptr<const config::Config> config_;
+    std::shared_ptr<db::Pool> database_;                        // outlives the instances using it
     std::vector<std::unique_ptr<plugin::Instance>> instances_;  // dependency order
     std::vector<std::unique_ptr<plugin::MiddlewareBinding>> bindings_;
     http::Router router_;

@@ -1,0 +1,558 @@
+// notes: a REST resource on the host's database, built through the SDK alone. It shows
+// the patterns a resource plugin needs: migrations per dialect, keyset pagination with an
+// opaque cursor, whitelisted filters and sorts, validation (400 / 422), ETag with
+// If-None-Match (304), If-Match as a conditional UPDATE (412), 409 on a unique key.
+#include <trellis/plugin.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using trellis::HttpError;
+using trellis::json;
+using trellis::Params;
+
+constexpr const char* config_schema = R"({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "properties": {
+    "default_page_size": {"type": "integer", "minimum": 1, "maximum": 100},
+    "max_page_size": {"type": "integer", "minimum": 1, "maximum": 1000}
+  },
+  "additionalProperties": false
+})";
+
+constexpr std::size_t kMaxTitle = 200;
+constexpr std::size_t kMaxBody = 10000;
+constexpr const char* kColumns = "id, title, body, pinned, version, created_at, updated_at";
+
+// Sorts a client may ask for: the name in the query and the column (never client text).
+struct SortKey {
+    std::string_view name;
+    std::string_view column;
+    bool integer;
+};
+constexpr std::array<SortKey, 4> kSorts{SortKey{"id", "id", true}, SortKey{"title", "title", false},
+                                        SortKey{"created_at", "created_at", false},
+                                        SortKey{"updated_at", "updated_at", false}};
+constexpr std::array<std::string_view, 6> kListParams{"limit", "cursor", "sort", "pinned", "title", "q"};
+
+// ---- small helpers --------------------------------------------------------------------
+
+std::string now_iso() {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    const int ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    char text[64];
+    std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                  utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ms);
+    return text;
+}
+
+constexpr std::string_view kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string base64url_encode(std::string_view in) {
+    std::string out;
+    unsigned value = 0;
+    int bits = 0;
+    for (unsigned char c : in) {
+        value = (value << 8) | c;
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out += kBase64[(value >> bits) & 0x3f];
+        }
+    }
+    if (bits > 0) out += kBase64[(value << (6 - bits)) & 0x3f];
+    return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+    std::string out;
+    unsigned value = 0;
+    int bits = 0;
+    for (char c : in) {
+        const auto pos = kBase64.find(c);
+        if (pos == std::string_view::npos) return std::nullopt;
+        value = (value << 6) | static_cast<unsigned>(pos);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((value >> bits) & 0xff);
+        }
+    }
+    return out;
+}
+
+std::string url_encode(std::string_view in) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : in) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+std::optional<std::int64_t> parse_id(std::string_view text) {
+    if (text.empty() || text.size() > 18) return std::nullopt;
+    std::int64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        value = value * 10 + (c - '0');
+    }
+    return value > 0 ? std::optional(value) : std::nullopt;
+}
+
+// Code points, for length limits that mean characters, not bytes.
+std::size_t utf8_length(std::string_view s) {
+    std::size_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+}
+
+std::string etag(std::int64_t id, std::int64_t version) {
+    return "\"" + std::to_string(id) + "-" + std::to_string(version) + "\"";
+}
+
+// RFC 9110: If-None-Match uses weak comparison, If-Match strong; both take "*" or a list.
+bool etag_listed(std::string_view header, const std::string& tag, bool weak) {
+    std::size_t start = 0;
+    while (start < header.size()) {
+        std::size_t end = header.find(',', start);
+        if (end == std::string_view::npos) end = header.size();
+        std::string_view item = header.substr(start, end - start);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (item == "*") return true;
+        if (weak && item.substr(0, 2) == "W/") item.remove_prefix(2);
+        if (item == tag) return true;
+        start = end + 1;
+    }
+    return false;
+}
+
+// "\"12-3\"" -> version 3 of note 12; nullopt when it is not one of ours.
+std::optional<std::int64_t> version_from_etag(std::string_view tag, std::int64_t id) {
+    const std::string prefix = "\"" + std::to_string(id) + "-";
+    if (tag.size() < prefix.size() + 2 || tag.substr(0, prefix.size()) != prefix || tag.back() != '"')
+        return std::nullopt;
+    return parse_id(tag.substr(prefix.size(), tag.size() - prefix.size() - 1));
+}
+
+json note_json(const trellis::Row& row) {
+    return {{"id", row.get<std::int64_t>("id")},
+            {"title", row.get<std::string>("title")},
+            {"body", row.get<std::string>("body")},
+            {"pinned", row.get<bool>("pinned")},
+            {"version", row.get<std::int64_t>("version")},
+            {"created_at", row.get<std::string>("created_at")},
+            {"updated_at", row.get<std::string>("updated_at")}};
+}
+
+// ---- input validation -------------------------------------------------------------------
+
+struct Input {
+    std::optional<std::string> title;
+    std::optional<std::string> body;
+    std::optional<bool> pinned;
+};
+
+// Reads a note from the body. `full`: PUT/POST semantics (title required, the rest default);
+// otherwise PATCH (JSON merge patch: only what is present changes). 422 lists every field.
+Input read_input(const trellis::Request& request, bool full) {
+    if (auto type = request.header("Content-Type")) {
+        const std::string_view media = type->substr(0, type->find(';'));
+        if (media != "application/json" && media != "application/merge-patch+json")
+            throw HttpError(415, "unsupported_media_type", "Send the note as application/json.");
+    }
+    const json doc = request.json_body();  // 400 when it is not JSON
+    if (!doc.is_object())
+        throw HttpError(422, "validation_failed", "The body must be a JSON object.",
+                        {{"errors", json::array({{{"field", ""}, {"message", "must be an object"}}})}});
+    json errors = json::array();
+    auto bad = [&](const std::string& field, const std::string& message) {
+        errors.push_back({{"field", "/" + field}, {"message", message}});
+    };
+    Input in;
+    for (const auto& [key, value] : doc.items()) {
+        if (key == "title") {
+            if (!value.is_string() || utf8_length(value.get_ref<const std::string&>()) < 1 ||
+                utf8_length(value.get_ref<const std::string&>()) > kMaxTitle)
+                bad(key, "must be a string of 1 to " + std::to_string(kMaxTitle) + " characters");
+            else
+                in.title = value.get<std::string>();
+        } else if (key == "body") {
+            if (!value.is_string() || utf8_length(value.get_ref<const std::string&>()) > kMaxBody)
+                bad(key, "must be a string of at most " + std::to_string(kMaxBody) + " characters");
+            else
+                in.body = value.get<std::string>();
+        } else if (key == "pinned") {
+            if (!value.is_boolean())
+                bad(key, "must be true or false");
+            else
+                in.pinned = value.get<bool>();
+        } else if (key == "id" || key == "version" || key == "created_at" || key == "updated_at") {
+            bad(key, "is set by the server and cannot be written");
+        } else {
+            bad(key, "is not a field of a note (title, body, pinned)");
+        }
+    }
+    if (full && !in.title && !doc.contains("title")) bad("title", "is required");
+    if (!errors.empty())
+        throw HttpError(422, "validation_failed", "The note has invalid fields.", {{"errors", errors}});
+    return in;
+}
+
+// ---- the plugin -------------------------------------------------------------------------
+
+class Notes final : public trellis::Plugin {
+public:
+    static trellis::PluginInfo info() {
+        return {"notes", NOTES_VERSION, "Notes: a REST resource stored in the host's database", {}, config_schema};
+    }
+
+    void init(trellis::Context& context) override {
+        db_.emplace(context.database());
+        default_limit_ = context.config().value("default_page_size", 20);
+        max_limit_ = context.config().value("max_page_size", 100);
+        if (default_limit_ > max_limit_) throw std::invalid_argument("default_page_size is above max_page_size");
+
+        context.migration({1, "create notes",
+                           "CREATE TABLE notes (\n"
+                           "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+                           "  owner TEXT NOT NULL,\n"
+                           "  title TEXT NOT NULL,\n"
+                           "  body TEXT NOT NULL DEFAULT '',\n"
+                           "  pinned INTEGER NOT NULL DEFAULT 0,\n"
+                           "  version INTEGER NOT NULL DEFAULT 1,\n"
+                           "  created_at TEXT NOT NULL,\n"
+                           "  updated_at TEXT NOT NULL,\n"
+                           "  UNIQUE (owner, title)\n"
+                           ");",
+                           "DROP TABLE notes;", "sqlite"});
+        context.migration({1, "create notes",
+                           "CREATE TABLE notes (\n"
+                           "  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+                           "  owner TEXT NOT NULL,\n"
+                           "  title TEXT NOT NULL,\n"
+                           "  body TEXT NOT NULL DEFAULT '',\n"
+                           "  pinned INTEGER NOT NULL DEFAULT 0,\n"
+                           "  version BIGINT NOT NULL DEFAULT 1,\n"
+                           "  created_at TEXT NOT NULL,\n"
+                           "  updated_at TEXT NOT NULL,\n"
+                           "  UNIQUE (owner, title)\n"
+                           ");",
+                           "DROP TABLE notes;", "postgresql"});
+        context.migration({2, "index notes for listing",
+                           "CREATE INDEX notes_owner_created ON notes (owner, created_at, id);\n"
+                           "CREATE INDEX notes_owner_updated ON notes (owner, updated_at, id);",
+                           "DROP INDEX notes_owner_created;\nDROP INDEX notes_owner_updated;", ""});
+
+        trellis::RouteInfo list_doc{"List notes, newest page first by the chosen sort", {"notes"}, nullptr, nullptr};
+        context.get("/", [this](trellis::Request& rq, trellis::Response& rs) { list(rq, rs); }, list_doc);
+        context.post("/", [this](trellis::Request& rq, trellis::Response& rs) { create(rq, rs); },
+                     {"Create a note", {"notes"}, nullptr, nullptr});
+        context.get("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { get(rq, rs); },
+                    {"Get a note", {"notes"}, nullptr, nullptr});
+        context.put("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { update(rq, rs, true); },
+                    {"Replace a note", {"notes"}, nullptr, nullptr});
+        context.patch("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { update(rq, rs, false); },
+                      {"Change some fields of a note (JSON merge patch)", {"notes"}, nullptr, nullptr});
+        context.del("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { remove(rq, rs); },
+                    {"Delete a note", {"notes"}, nullptr, nullptr});
+    }
+
+private:
+    // Until an auth plugin sets the attribute `user.id` (JSON text), all notes have one owner.
+    static std::string owner(const trellis::Request& request) {
+        if (auto attribute = request.attribute("user.id")) {
+            const json value = json::parse(*attribute, nullptr, false);
+            if (value.is_string()) return value.get<std::string>();
+        }
+        return "default";
+    }
+
+    static std::int64_t id_of(const trellis::Request& request) {
+        auto id = parse_id(request.param("id").value_or(""));
+        if (!id) throw HttpError(404, "not_found", "There is no note with this id.");
+        return *id;
+    }
+
+    // The collection's path as the client used it (the mount is the admin's choice).
+    static std::string collection(const trellis::Request& request, bool item) {
+        std::string path(request.path());
+        if (item) path.erase(path.rfind('/'));
+        while (path.size() > 1 && path.back() == '/') path.pop_back();
+        return path;
+    }
+
+    void list(trellis::Request& request, trellis::Response& response) {
+        json errors = json::array();
+        for (const auto& [name, value] : request.query_params())
+            if (std::find(kListParams.begin(), kListParams.end(), name) == kListParams.end())
+                errors.push_back({{"parameter", std::string(name)},
+                                  {"message", "is not supported (limit, cursor, sort, pinned, title, q)"}});
+
+        int limit = default_limit_;
+        if (auto text = request.query("limit")) {
+            auto parsed = parse_id(*text);
+            if (!parsed || *parsed > max_limit_)
+                errors.push_back({{"parameter", "limit"},
+                                  {"message", "must be an integer from 1 to " + std::to_string(max_limit_)}});
+            else
+                limit = static_cast<int>(*parsed);
+        }
+        std::string sort_text(request.query("sort").value_or("id"));
+        const bool descending = !sort_text.empty() && sort_text.front() == '-';
+        const std::string_view sort_name = descending ? std::string_view(sort_text).substr(1) : sort_text;
+        const SortKey* sort = nullptr;
+        for (const auto& key : kSorts)
+            if (key.name == sort_name) sort = &key;
+        if (!sort)
+            errors.push_back({{"parameter", "sort"},
+                              {"message", "must be one of id, title, created_at, updated_at, each optionally "
+                                          "prefixed with '-' for descending"}});
+        std::optional<bool> pinned;
+        if (auto text = request.query("pinned")) {
+            if (*text == "true")
+                pinned = true;
+            else if (*text == "false")
+                pinned = false;
+            else
+                errors.push_back({{"parameter", "pinned"}, {"message", "must be true or false"}});
+        }
+        if (!errors.empty())
+            throw HttpError(400, "invalid_query", "The query has invalid parameters.", {{"errors", errors}});
+
+        std::string sql = std::string("SELECT ") + kColumns + " FROM notes WHERE owner = :owner";
+        Params params{{"owner", owner(request)}};
+        if (pinned) {
+            sql += " AND pinned = :pinned";
+            params.emplace_back("pinned", *pinned);
+        }
+        if (auto title = request.query("title")) {
+            sql += " AND title = :title";
+            params.emplace_back("title", *title);
+        }
+        if (auto q = request.query("q")) {
+            std::string pattern = "%";
+            for (char c : *q) {
+                if (c == '%' || c == '_' || c == '\\') pattern += '\\';
+                pattern += c;
+            }
+            pattern += '%';
+            sql += " AND LOWER(title) LIKE LOWER(:q) ESCAPE '\\'";
+            params.emplace_back("q", pattern);
+        }
+        const std::string column(sort->column);
+        const char* cmp = descending ? "<" : ">";
+        if (auto cursor = request.query("cursor")) {
+            const auto decoded = base64url_decode(*cursor);
+            const json state = decoded ? json::parse(*decoded, nullptr, false) : json();
+            const bool valid = state.is_object() && state.value("s", "") == sort_text && state.contains("id") &&
+                               state["id"].is_number_integer() && state.contains("v") &&
+                               (sort->integer ? state["v"].is_number_integer() : state["v"].is_string());
+            if (!valid)
+                throw HttpError(400, "invalid_cursor",
+                                "The cursor is not one this server gave out for this sort; start again without it.");
+            if (sort->integer) {
+                sql += " AND id " + std::string(cmp) + " :after_id";
+            } else {
+                sql += " AND (" + column + " " + cmp + " :after_value OR (" + column + " = :after_value AND id " +
+                       cmp + " :after_id))";
+                params.emplace_back("after_value", state["v"].get<std::string>());
+            }
+            params.emplace_back("after_id", state["id"].get<std::int64_t>());
+        }
+        const char* direction = descending ? " DESC" : " ASC";
+        sql += " ORDER BY " + column + direction;
+        if (!sort->integer) sql += std::string(", id") + direction;
+        sql += " LIMIT :limit";
+        params.emplace_back("limit", limit + 1);
+
+        auto rows = db_->query(sql, params);
+        json items = json::array();
+        for (std::size_t i = 0; i < rows.size() && i < static_cast<std::size_t>(limit); ++i)
+            items.push_back(note_json(rows[i]));
+
+        json next = nullptr;
+        if (rows.size() > static_cast<std::size_t>(limit)) {
+            const json& last = items.back();
+            json state = {{"s", sort_text}, {"id", last["id"]}, {"v", last[std::string(sort->name)]}};
+            std::string query = "?limit=" + std::to_string(limit) + "&cursor=" + base64url_encode(state.dump());
+            if (request.query("sort")) query += "&sort=" + url_encode(sort_text);
+            for (const char* filter : {"pinned", "title", "q"})
+                if (auto value = request.query(filter)) query += std::string("&") + filter + "=" + url_encode(*value);
+            next = collection(request, false) + query;
+            response.header("Link", "<" + next.get<std::string>() + ">; rel=\"next\"");
+        }
+        response.json({{"items", items}, {"next", next}});
+    }
+
+    void get(trellis::Request& request, trellis::Response& response) {
+        const std::int64_t id = id_of(request);
+        auto rows = db_->query(std::string("SELECT ") + kColumns + " FROM notes WHERE id = :id AND owner = :owner",
+                               {{"id", id}, {"owner", owner(request)}});
+        if (rows.empty()) throw HttpError(404, "not_found", "There is no note with this id.");
+        const std::string tag = etag(id, rows[0].get<std::int64_t>("version"));
+        response.header("ETag", tag);
+        if (auto match = request.header("If-None-Match"); match && etag_listed(*match, tag, true)) {
+            response.status(304);
+            return;
+        }
+        response.json(note_json(rows[0]));
+    }
+
+    void create(trellis::Request& request, trellis::Response& response) {
+        const Input in = read_input(request, true);
+        const std::string now = now_iso();
+        trellis::Rows rows = [&] {
+            try {
+                return db_->query(std::string("INSERT INTO notes (owner, title, body, pinned, version, created_at, "
+                                              "updated_at) VALUES (:owner, :title, :body, :pinned, 1, :now, :now) "
+                                              "RETURNING ") +
+                                      kColumns,
+                                  {{"owner", owner(request)},
+                                   {"title", *in.title},
+                                   {"body", in.body.value_or("")},
+                                   {"pinned", in.pinned.value_or(false)},
+                                   {"now", now}});
+            } catch (const trellis::DbConflict&) {
+                throw HttpError(409, "duplicate_title", "A note with this title exists already.");
+            }
+        }();
+        const json note = note_json(rows[0]);
+        const std::int64_t id = note["id"].get<std::int64_t>();
+        response.status(201);
+        response.header("Location", collection(request, false) + "/" + std::to_string(id));
+        response.header("ETag", etag(id, note["version"].get<std::int64_t>()));
+        response.json(note);
+    }
+
+    // PUT replaces (title required; body and pinned fall back to their defaults), PATCH
+    // changes what is present. With If-Match, the version is part of the UPDATE's WHERE,
+    // so a concurrent change between reading and writing cannot be overwritten.
+    void update(trellis::Request& request, trellis::Response& response, bool full) {
+        const std::int64_t id = id_of(request);
+        const Input in = read_input(request, full);
+        Params params{{"id", id}, {"owner", owner(request)}, {"now", now_iso()}};
+        std::string sql = "UPDATE notes SET version = version + 1, updated_at = :now";
+        if (full) {
+            sql += ", title = :title, body = :body, pinned = :pinned";
+            params.emplace_back("title", *in.title);
+            params.emplace_back("body", in.body.value_or(""));
+            params.emplace_back("pinned", in.pinned.value_or(false));
+        } else {
+            if (in.title) {
+                sql += ", title = :title";
+                params.emplace_back("title", *in.title);
+            }
+            if (in.body) {
+                sql += ", body = :body";
+                params.emplace_back("body", *in.body);
+            }
+            if (in.pinned) {
+                sql += ", pinned = :pinned";
+                params.emplace_back("pinned", *in.pinned);
+            }
+        }
+        sql += " WHERE id = :id AND owner = :owner";
+        const bool conditional = add_if_match(request, id, sql, params);
+        sql += std::string(" RETURNING ") + kColumns;
+
+        auto connection = db_->connect();
+        trellis::Rows rows = [&] {
+            try {
+                return connection.query(sql, params);
+            } catch (const trellis::DbConflict&) {
+                throw HttpError(409, "duplicate_title", "Another note has this title already.");
+            }
+        }();
+        if (rows.empty()) not_changed(connection, request, id, conditional);
+        const json note = note_json(rows[0]);
+        response.header("ETag", etag(id, note["version"].get<std::int64_t>()));
+        response.json(note);
+    }
+
+    void remove(trellis::Request& request, trellis::Response& response) {
+        const std::int64_t id = id_of(request);
+        Params params{{"id", id}, {"owner", owner(request)}};
+        std::string sql = "DELETE FROM notes WHERE id = :id AND owner = :owner";
+        const bool conditional = add_if_match(request, id, sql, params);
+        auto connection = db_->connect();
+        if (connection.execute(sql, params) == 0) not_changed(connection, request, id, conditional);
+        response.status(204);
+    }
+
+    // Appends the If-Match condition; false when the request has none (or "*", which any
+    // existing note matches). A tag that is not one of ours can match nothing.
+    static bool add_if_match(const trellis::Request& request, std::int64_t id, std::string& sql, Params& params) {
+        auto match = request.header("If-Match");
+        if (!match || etag_listed(*match, "*", false)) return false;
+        std::vector<std::int64_t> versions;
+        std::size_t start = 0;
+        const std::string_view header = *match;
+        while (start <= header.size()) {
+            std::size_t end = header.find(',', start);
+            if (end == std::string_view::npos) end = header.size();
+            std::string_view item = header.substr(start, end - start);
+            while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+            while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+            if (auto version = version_from_etag(item, id)) versions.push_back(*version);
+            start = end + 1;
+        }
+        if (versions.empty()) {
+            sql += " AND 1 = 0";
+            return true;
+        }
+        sql += " AND version IN (";
+        for (std::size_t i = 0; i < versions.size(); ++i) {
+            const std::string name = "if_match_" + std::to_string(i);
+            sql += (i ? ", :" : ":") + name;
+            params.emplace_back(name, versions[i]);
+        }
+        sql += ")";
+        return true;
+    }
+
+    // Nothing was updated or deleted: 412 when the note exists (its version did not match),
+    // 404 otherwise.
+    [[noreturn]] void not_changed(trellis::Connection& connection, const trellis::Request& request, std::int64_t id,
+                                  bool conditional) const {
+        if (conditional) {
+            auto exists = connection.query("SELECT version FROM notes WHERE id = :id AND owner = :owner",
+                                           {{"id", id}, {"owner", owner(request)}});
+            if (!exists.empty())
+                throw HttpError(412, "precondition_failed",
+                                "The note changed since you read it (If-Match does not match its ETag).",
+                                {{"etag", etag(id, exists[0].get<std::int64_t>("version"))}});
+        }
+        throw HttpError(404, "not_found", "There is no note with this id.");
+    }
+
+    std::optional<trellis::Database> db_;  // set in init, used by every handler
+    int default_limit_ = 20;
+    int max_limit_ = 100;
+};
+
+}  // namespace
+
+TRELLIS_PLUGIN(Notes)

@@ -1,0 +1,308 @@
+// SOCI sessions behind a fixed-size pool. Every failure becomes an Error with a status the
+// ABI knows; no exception leaves this file.
+#include "db/pool.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include <libpq-fe.h>
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+
+namespace trellis::db {
+namespace {
+
+std::string iso_time(const std::tm& t) {
+    char text[96];
+    std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                  t.tm_hour, t.tm_min, t.tm_sec);
+    return text;
+}
+
+Value read_cell(const soci::row& row, std::size_t i) {
+    Value value;
+    if (row.get_indicator(i) == soci::i_null) return value;
+    switch (row.get_properties(i).get_data_type()) {
+        case soci::dt_integer:
+            value.type = TRELLIS_VALUE_INT;
+            value.integer = row.get<int>(i);
+            break;
+        case soci::dt_long_long:
+            value.type = TRELLIS_VALUE_INT;
+            value.integer = row.get<long long>(i);
+            break;
+        case soci::dt_unsigned_long_long:
+            value.type = TRELLIS_VALUE_INT;
+            value.integer = static_cast<std::int64_t>(row.get<unsigned long long>(i));
+            break;
+        case soci::dt_double:
+            value.type = TRELLIS_VALUE_REAL;
+            value.real = row.get<double>(i);
+            break;
+        case soci::dt_date:
+            value.type = TRELLIS_VALUE_TEXT;
+            value.text = iso_time(row.get<std::tm>(i));
+            break;
+        default:
+            value.type = TRELLIS_VALUE_TEXT;
+            value.text = row.get<std::string>(i);
+            break;
+    }
+    return value;
+}
+
+}  // namespace
+
+// ---- Pool -----------------------------------------------------------------------------
+
+Pool::Pool(const config::DatabaseConfig& config)
+    : config_(config),
+      pool_(std::make_unique<soci::connection_pool>(static_cast<std::size_t>(config.pool_size))),
+      broken_(static_cast<std::size_t>(config.pool_size), true) {}
+
+Pool::~Pool() = default;
+
+tl::expected<void, std::string> Pool::connect(soci::session& session) const {
+    try {
+        if (config_.dialect == config::Dialect::sqlite) {
+            std::error_code ec;
+            std::filesystem::create_directories(config_.sqlite_file.parent_path(), ec);
+            if (ec) return tl::unexpected("cannot create the folder " + config_.sqlite_file.parent_path().string() + ": " + ec.message());
+            session.open(soci::sqlite3, config_.connect);
+            session << "PRAGMA busy_timeout = " + std::to_string(config_.busy_timeout.count());
+            session << "PRAGMA journal_mode = WAL";
+            session << "PRAGMA synchronous = NORMAL";
+            session << "PRAGMA foreign_keys = ON";
+        } else {
+            session.open(soci::postgresql, config_.connect);
+        }
+        return {};
+    } catch (const std::exception& e) {
+        // libpq's messages name host and port, never the password.
+        return tl::unexpected(config_.display + ": " + e.what());
+    }
+}
+
+std::shared_ptr<Pool> Pool::create(const config::DatabaseConfig& config) {
+    return std::shared_ptr<Pool>(new Pool(config));
+}
+
+soci::session& Pool::session(std::size_t slot) { return pool_->at(slot); }
+
+tl::expected<Connection, Error> Pool::acquire() { return acquire(config_.acquire_timeout); }
+
+tl::expected<Connection, Error> Pool::acquire(std::chrono::milliseconds timeout) {
+    std::size_t slot = 0;
+    if (!pool_->try_lease(slot, static_cast<int>(timeout.count())))
+        return tl::unexpected(Error{TRELLIS_ERROR_UNAVAILABLE, "no database connection became free within " +
+                                                                   std::to_string(timeout.count()) + " ms (pool of " +
+                                                                   std::to_string(size()) + ")"});
+    bool broken = false;
+    {
+        std::lock_guard lock(broken_mutex_);
+        broken = broken_[slot];
+    }
+    if (broken) {
+        soci::session& s = session(slot);
+        try {
+            s.close();
+        } catch (...) {
+        }
+        if (auto connected = connect(s); !connected) {
+            pool_->give_back(slot);
+            return tl::unexpected(Error{TRELLIS_ERROR_UNAVAILABLE, "cannot connect to the database " + connected.error()});
+        }
+        std::lock_guard lock(broken_mutex_);
+        broken_[slot] = false;
+    }
+    return Connection(this, slot);
+}
+
+void Pool::give_back(std::size_t slot, bool in_transaction) {
+    soci::session& s = session(slot);
+    bool lost = false;
+    if (in_transaction) {
+        try {
+            s << "ROLLBACK";
+        } catch (...) {
+            lost = true;
+        }
+    }
+    if (config_.dialect == config::Dialect::postgresql && !s.is_connected()) lost = true;
+    if (lost) {
+        std::lock_guard lock(broken_mutex_);
+        broken_[slot] = true;
+    }
+    pool_->give_back(slot);
+}
+
+// ---- Connection -------------------------------------------------------------------------
+
+Connection::Connection(Pool* pool, std::size_t slot) : pool_(pool), slot_(slot) {}
+
+Connection::Connection(Connection&& other) noexcept
+    : pool_(other.pool_), slot_(other.slot_), in_transaction_(other.in_transaction_) {
+    other.pool_ = nullptr;
+}
+
+Connection::~Connection() {
+    if (!pool_) return;
+    try {
+        pool_->give_back(slot_, in_transaction_);
+    } catch (...) {
+    }
+}
+
+config::Dialect Connection::dialect() const { return pool_->dialect(); }
+
+Error Connection::fail(const std::exception& e) {
+    Error error{TRELLIS_ERROR, e.what()};
+    if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
+        const std::string state = pg->sqlstate();
+        if (state.starts_with("23"))
+            error.status = TRELLIS_ERROR_CONFLICT;  // integrity constraint violation
+        else if (state.starts_with("08") || state.starts_with("57P"))
+            error.status = TRELLIS_ERROR_UNAVAILABLE;  // connection exception, server shutting down
+        else if (state.starts_with("22") || state.starts_with("42"))
+            error.status = TRELLIS_ERROR_INVALID_ARGUMENT;  // data exception, syntax or access rule
+    } else if (const auto* lite = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
+        const int primary = lite->result() & 0xff;
+        if (primary == SQLITE_CONSTRAINT)
+            error.status = TRELLIS_ERROR_CONFLICT;
+        else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+            error.status = TRELLIS_ERROR_UNAVAILABLE;
+        else if (primary == SQLITE_MISMATCH || primary == SQLITE_RANGE)
+            error.status = TRELLIS_ERROR_INVALID_ARGUMENT;
+    }
+    if (pool_->dialect() == config::Dialect::postgresql && !pool_->session(slot_).is_connected()) {
+        error.status = TRELLIS_ERROR_UNAVAILABLE;
+        in_transaction_ = false;  // gone with the connection
+        std::lock_guard lock(pool_->broken_mutex_);
+        pool_->broken_[slot_] = true;
+    }
+    return error;
+}
+
+tl::expected<Result, Error> Connection::execute(std::string_view sql, const std::vector<Param>& params,
+                                                bool want_rows) {
+    soci::session& session = pool_->session(slot_);
+    try {
+        // Bound values must stay where they are until the statement ran: reserve, never grow.
+        std::vector<long long> integers;
+        std::vector<double> reals;
+        std::vector<std::string> texts;
+        std::vector<soci::indicator> indicators;
+        integers.reserve(params.size());
+        reals.reserve(params.size());
+        texts.reserve(params.size());
+        indicators.reserve(params.size());
+
+        soci::statement statement(session);
+        for (const Param& param : params) {
+            indicators.push_back(param.value.type == TRELLIS_VALUE_NULL ? soci::i_null : soci::i_ok);
+            switch (param.value.type) {
+                case TRELLIS_VALUE_INT:
+                    integers.push_back(param.value.integer);
+                    statement.exchange(soci::use(integers.back(), indicators.back(), param.name));
+                    break;
+                case TRELLIS_VALUE_REAL:
+                    reals.push_back(param.value.real);
+                    statement.exchange(soci::use(reals.back(), indicators.back(), param.name));
+                    break;
+                default:
+                    texts.push_back(param.value.text);
+                    statement.exchange(soci::use(texts.back(), indicators.back(), param.name));
+                    break;
+            }
+        }
+        soci::row row;
+        if (want_rows) statement.exchange(soci::into(row));
+        statement.alloc();
+        statement.prepare(std::string(sql));
+        statement.define_and_bind();
+        bool got = statement.execute(true);
+
+        Result result;
+        result.affected = statement.get_affected_rows();
+        if (want_rows) {
+            for (std::size_t i = 0; got && i < row.size(); ++i) result.columns.push_back(row.get_properties(i).get_name());
+            while (got) {
+                for (std::size_t i = 0; i < row.size(); ++i) result.cells.push_back(read_cell(row, i));
+                got = statement.fetch();
+            }
+        }
+        return result;
+    } catch (const std::exception& e) {
+        return tl::unexpected(fail(e));
+    }
+}
+
+tl::expected<void, Error> Connection::execute_script(std::string_view sql) {
+    soci::session& session = pool_->session(slot_);
+    const std::string text(sql);
+    if (pool_->dialect() == config::Dialect::sqlite) {
+        auto* backend = static_cast<soci::sqlite3_session_backend*>(session.get_backend());
+        char* message = nullptr;
+        const int rc = sqlite_api::sqlite3_exec(backend->conn_, text.c_str(), nullptr, nullptr, &message);
+        if (rc == SQLITE_OK) return {};
+        Error error{TRELLIS_ERROR, message ? message : sqlite_api::sqlite3_errstr(rc)};
+        sqlite_api::sqlite3_free(message);
+        if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) error.status = TRELLIS_ERROR_UNAVAILABLE;
+        return tl::unexpected(std::move(error));
+    }
+    auto* backend = static_cast<soci::postgresql_session_backend*>(session.get_backend());
+    PGresult* result = PQexec(backend->conn_, text.c_str());
+    const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY) {
+        PQclear(result);
+        return {};
+    }
+    std::string message = result ? PQresultErrorMessage(result) : PQerrorMessage(backend->conn_);
+    PQclear(result);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    Error error{TRELLIS_ERROR, message};
+    if (PQstatus(backend->conn_) != CONNECTION_OK) {
+        error.status = TRELLIS_ERROR_UNAVAILABLE;
+        in_transaction_ = false;
+        std::lock_guard lock(pool_->broken_mutex_);
+        pool_->broken_[slot_] = true;
+    }
+    return tl::unexpected(std::move(error));
+}
+
+tl::expected<void, Error> Connection::simple(const char* sql) {
+    try {
+        pool_->session(slot_) << sql;
+        return {};
+    } catch (const std::exception& e) {
+        return tl::unexpected(fail(e));
+    }
+}
+
+tl::expected<void, Error> Connection::begin() {
+    if (in_transaction_) return tl::unexpected(Error{TRELLIS_ERROR_STATE, "a transaction is already open"});
+    auto started = simple(pool_->dialect() == config::Dialect::sqlite ? "BEGIN IMMEDIATE" : "BEGIN");
+    if (started) in_transaction_ = true;
+    return started;
+}
+
+tl::expected<void, Error> Connection::commit() {
+    if (!in_transaction_) return tl::unexpected(Error{TRELLIS_ERROR_STATE, "no transaction is open"});
+    auto done = simple("COMMIT");
+    if (!done && pool_->dialect() == config::Dialect::sqlite) {
+        // A failed COMMIT in SQLite (busy) leaves the transaction open: end it here.
+        (void)simple("ROLLBACK");
+    }
+    in_transaction_ = false;
+    return done;
+}
+
+tl::expected<void, Error> Connection::rollback() {
+    if (!in_transaction_) return tl::unexpected(Error{TRELLIS_ERROR_STATE, "no transaction is open"});
+    in_transaction_ = false;
+    return simple("ROLLBACK");
+}
+
+}  // namespace trellis::db
