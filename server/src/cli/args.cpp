@@ -16,13 +16,25 @@ commands:
                  version, ABI and file
   routes         every route: method, full path, plugin, middleware chain
   version        the product version and the plugin ABI version
+  migrate status         per plugin and migration: applied, pending, failed, drift
+                         (changed after it was applied) or missing; exit 1 on failed
+                         or drift
+  migrate up [--plugin NAME]
+                         apply pending migrations (and retry failed ones, after you
+                         fixed them) of every loaded plugin, or of NAME
+  migrate down --plugin NAME --to VERSION
+                         revert NAME's applied migrations above VERSION, newest first
+  migrate repair --plugin NAME
+                         forget NAME's failed migrations (they run again at the next
+                         up) and accept the changed SQL of drifted ones
   help           this text
 
 options:
   -c, --config PATH   main configuration file (default: $TRELLIS_CONFIG, else
                       /etc/trellis/trellis.yaml); conf.d/*.yaml beside it and
                       TRELLIS_* environment variables are applied on top
-  --json              machine-readable output (check, plugins list, routes, version)
+  --json              machine-readable output (check, plugins list, routes, version,
+                      migrate status)
 )";
 
 std::optional<Arguments> parse(int argc, char** argv) {
@@ -38,6 +50,24 @@ std::optional<Arguments> parse(int argc, char** argv) {
             args.config_path = words[++i];
         } else if (word.rfind("--config=", 0) == 0) {
             args.config_path = word.substr(9);
+        } else if (word == "--plugin" || word == "--to") {
+            if (i + 1 >= words.size()) {
+                std::cerr << "trellis: " << word << " needs a value\n";
+                return std::nullopt;
+            }
+            const std::string& value = words[++i];
+            if (word == "--plugin") {
+                args.plugin = value;
+            } else {
+                char* end = nullptr;
+                const long long to = std::strtoll(value.c_str(), &end, 10);
+                if (value.empty() || *end != '\0' || to < 0) {
+                    std::cerr << "trellis: --to needs a version number (0 reverts everything), not '" << value
+                              << "'\n";
+                    return std::nullopt;
+                }
+                args.to = to;
+            }
         } else if (word == "--json") {
             args.json = true;
         } else if (word == "-h" || word == "--help") {

@@ -11,6 +11,8 @@ struct Arguments {
     std::vector<std::string> command;  // "serve", or "plugins" "list"
     std::string config_path;           // -c, else $TRELLIS_CONFIG, else /etc/trellis/trellis.yaml
     bool json = false;                 // --json
+    std::string plugin;                // --plugin NAME (migrate)
+    std::optional<long long> to;       // --to VERSION (migrate down)
 };
 
 extern const char* const usage;

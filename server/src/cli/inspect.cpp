@@ -15,12 +15,23 @@ namespace {
 
 using nlohmann::json;
 
-// Loads config and plugins quietly: what matters is reported by the caller.
-struct Loaded {
-    std::shared_ptr<const config::Config> config;
-    plugin::LibraryCache libraries;
-    runtime::Runtime::Assembly assembly;
-};
+json plugin_json(const runtime::PluginReport& r) {
+    json out = {{"name", r.name}, {"state", runtime::to_string(r.status)}, {"required", r.required}};
+    if (!r.version.empty()) out["version"] = r.version;
+    if (!r.abi.empty()) out["abi"] = r.abi;
+    if (!r.file.empty()) out["file"] = r.file;
+    if (r.status != runtime::PluginStatus::disabled) out["mount"] = r.mount;
+    if (!r.reason.empty()) out["reason"] = r.reason;
+    return out;
+}
+
+std::string join(const std::vector<std::string>& parts, const char* separator) {
+    std::string out;
+    for (const auto& part : parts) out += (out.empty() ? "" : separator) + part;
+    return out;
+}
+
+}  // namespace
 
 std::unique_ptr<Loaded> load_quietly(const Arguments& args) {
     auto loaded = std::make_unique<Loaded>();
@@ -31,16 +42,6 @@ std::unique_ptr<Loaded> load_quietly(const Arguments& args) {
     logging::configure(quiet);
     loaded->assembly = runtime::Runtime::assemble(loaded->config, loaded->libraries);
     return loaded;
-}
-
-json plugin_json(const runtime::PluginReport& r) {
-    json out = {{"name", r.name}, {"state", runtime::to_string(r.status)}, {"required", r.required}};
-    if (!r.version.empty()) out["version"] = r.version;
-    if (!r.abi.empty()) out["abi"] = r.abi;
-    if (!r.file.empty()) out["file"] = r.file;
-    if (r.status != runtime::PluginStatus::disabled) out["mount"] = r.mount;
-    if (!r.reason.empty()) out["reason"] = r.reason;
-    return out;
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
@@ -59,14 +60,6 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
         std::cout << line << "\n";
     }
 }
-
-std::string join(const std::vector<std::string>& parts, const char* separator) {
-    std::string out;
-    for (const auto& part : parts) out += (out.empty() ? "" : separator) + part;
-    return out;
-}
-
-}  // namespace
 
 std::shared_ptr<const config::Config> load_config(const std::string& path) {
     auto loaded = config::load({path, config::process_environment()});

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     if (is({"plugins", "list"}) || is({"plugins"})) return plugins_list(*args);
     if (is({"routes"})) return routes(*args);
     if (is({"version"})) return version(*args);
+    if (!command.empty() && command[0] == "migrate") return migrate(*args);
     std::string text;
     for (const auto& word : command) text += (text.empty() ? "" : " ") + word;
     std::cerr << "trellis: unknown command '" << text << "'\n" << usage;

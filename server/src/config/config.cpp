@@ -846,6 +846,7 @@ tl::expected<DatabaseConfig, std::string> parse_database_url(std::string url, co
         db.dialect = Dialect::sqlite;
         db.sqlite_file = fs::path(file).is_absolute() ? fs::path(file) : (data_dir / file).lexically_normal();
         db.connect = "db=\"" + db.sqlite_file.string() + "\"";
+        db.display = "sqlite://" + db.sqlite_file.string();
     } else if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
         if (url.find('/', url.find("://") + 3) == std::string::npos)
             return tl::unexpected(std::string("a postgresql:// url needs a database: postgresql://user@host:5432/dbname"));

@@ -1,0 +1,2 @@
+// concurrency tests: being written.
+#include <catch2/catch.hpp>

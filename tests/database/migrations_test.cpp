@@ -1,0 +1,2 @@
+// migrations tests: being written.
+#include <catch2/catch.hpp>

@@ -1,0 +1,2 @@
+// notes tests: being written.
+#include <catch2/catch.hpp>

@@ -1,0 +1,2 @@
+// pool tests: being written.
+#include <catch2/catch.hpp>

@@ -1,0 +1,2 @@
+// postgres tests: being written.
+#include <catch2/catch.hpp>

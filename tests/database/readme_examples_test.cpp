@@ -1,0 +1,2 @@
+// readme_examples tests: being written.
+#include <catch2/catch.hpp>

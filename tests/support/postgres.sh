@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL server for the database test pass, in a folder of its own, on
+# loopback only, trusting local connections.
+#   tests/support/postgres.sh start DIR PORT   initdb + start; prints the server url
+#   tests/support/postgres.sh stop DIR         stops the server (by its postmaster PID)
+set -euo pipefail
+BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+command="$1" dir="$2"
+
+# initdb and postgres refuse to run as root.
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "$command" in
+  start)
+    port="$3"
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+    as_owner "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log"
+    as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null
+    echo "postgresql://postgres@127.0.0.1:$port"
+    ;;
+  stop)
+    [ -f "$dir/data/postmaster.pid" ] || exit 0
+    pid="$(head -1 "$dir/data/postmaster.pid")"
+    kill -INT "$pid" 2>/dev/null || true   # fast shutdown
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    ;;
+  *) echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+esac
