@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the database test pass, in a folder of its own, on
 # loopback only, trusting local connections.
-#   tests/support/postgres.sh start DIR PORT   initdb + start; prints the server url
+#   tests/support/postgres.sh start DIR PORT   initdb (the first time) + start; prints the url
 #   tests/support/postgres.sh stop DIR         stops the server (by its postmaster PID)
 set -euo pipefail
 BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
@@ -17,7 +17,9 @@ case "$command" in
     port="$3"
     mkdir -p "$dir"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
-    as_owner "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log"
+    if [ ! -d "$dir/data" ]; then
+      as_owner "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log"
+    fi
     as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null
     echo "postgresql://postgres@127.0.0.1:$port"

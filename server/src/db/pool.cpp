@@ -53,6 +53,32 @@ Value read_cell(const soci::row& row, std::size_t i) {
     return value;
 }
 
+// SOCI's postgresql backend reads the connect string as space-separated key=value pairs
+// (to pick out options of its own), which breaks postgresql:// URIs: let libpq parse either
+// form and hand SOCI the keyword form, every value quoted.
+tl::expected<std::string, std::string> libpq_keywords(const std::string& connect) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(connect.c_str(), &error);
+    if (!options) {
+        std::string message = error ? error : "cannot parse the connection string";
+        PQfreemem(error);
+        while (!message.empty() && message.back() == '\n') message.pop_back();
+        return tl::unexpected(message);
+    }
+    std::string out;
+    for (const PQconninfoOption* o = options; o->keyword; ++o) {
+        if (!o->val) continue;
+        std::string value;
+        for (const char* c = o->val; *c; ++c) {
+            if (*c == '\'' || *c == '\\') value += '\\';
+            value += *c;
+        }
+        out += (out.empty() ? "" : " ") + std::string(o->keyword) + "='" + value + "'";
+    }
+    PQconninfoFree(options);
+    return out;
+}
+
 }  // namespace
 
 // ---- Pool -----------------------------------------------------------------------------
@@ -76,7 +102,9 @@ tl::expected<void, std::string> Pool::connect(soci::session& session) const {
             session << "PRAGMA synchronous = NORMAL";
             session << "PRAGMA foreign_keys = ON";
         } else {
-            session.open(soci::postgresql, config_.connect);
+            auto keywords = libpq_keywords(config_.connect);
+            if (!keywords) return tl::unexpected(config_.display + ": " + keywords.error());
+            session.open(soci::postgresql, *keywords);
         }
         return {};
     } catch (const std::exception& e) {

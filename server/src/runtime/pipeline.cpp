@@ -136,7 +136,8 @@ void Pipeline::dispatch(const Runtime& runtime, http::Request& request, http::Re
         const auto& target = runtime.target(match.route_id);
         where = "handler " + target.method + " " + target.full_path + " of plugin '" + target.instance->name() + "'";
     }
-    const std::string_view reason = abi_request.error.empty() ? "no message given" : abi_request.error;
+    const std::string_view reason =
+        abi_request.error.empty() ? std::string_view("no message given") : std::string_view(abi_request.error);
     response = http::Response{};
     if (status == TRELLIS_ERROR_UNAVAILABLE) {
         // No database connection in time, or the database is down: the client may retry.
