@@ -124,10 +124,10 @@ const Router::Entry* Router::conflict(std::string_view method, std::string_view 
     return it == node->methods.end() ? nullptr : &entries_[it->second];
 }
 
-const Router::Node* Router::find(const Node& node, const std::vector<std::string>& segments, std::size_t index,
-                                 std::vector<std::string_view>& values) const {
+const Router::Node* Router::find(const Node& node, const std::vector<std::string_view>& segments,
+                                 std::size_t index, std::vector<std::string_view>& values) const {
     if (index == segments.size()) return node.methods.empty() ? nullptr : &node;
-    const std::string& segment = segments[index];
+    std::string_view segment = segments[index];
     if (auto it = node.literals.find(segment); it != node.literals.end())
         if (auto* found = find(*it->second, segments, index + 1, values)) return found;
     if (node.param && !segment.empty()) {
@@ -138,9 +138,10 @@ const Router::Node* Router::find(const Node& node, const std::vector<std::string
     return nullptr;
 }
 
-RouteMatch Router::match_segments(std::string_view method, const std::vector<std::string>& segments) const {
+RouteMatch Router::match_segments(std::string_view method, const std::vector<std::string_view>& segments) const {
     RouteMatch result;
     std::vector<std::string_view> values;
+    values.reserve(segments.size());
     const Node* node = find(*root_, segments, 0, values);
     if (!node) return result;
 
@@ -166,14 +167,19 @@ RouteMatch Router::match_segments(std::string_view method, const std::vector<std
 RouteMatch Router::match(std::string_view method, std::string_view path) const {
     RouteMatch result;
     if (path.empty() || path.front() != '/') return result;
-    std::vector<std::string> segments;
-    for (auto raw : split_segments(path)) {
-        auto decoded = percent_decode(raw, false);
-        if (!decoded) {
+    // Segments view the path itself; only those with escapes are decoded, into `decoded`,
+    // which is reserved up front so that the views into it stay valid.
+    std::vector<std::string_view> segments = split_segments(path);
+    std::vector<std::string> decoded;
+    for (auto& segment : segments) {
+        if (segment.find('%') == std::string_view::npos) continue;
+        auto plain = percent_decode(segment, false);
+        if (!plain) {
             result.kind = RouteMatch::Kind::bad_request;
             return result;
         }
-        segments.push_back(std::move(*decoded));
+        if (decoded.empty()) decoded.reserve(segments.size());
+        segment = decoded.emplace_back(std::move(*plain));
     }
     result = match_segments(method, segments);
     if (result.kind != RouteMatch::Kind::not_found) return result;

@@ -64,9 +64,9 @@ private:
     std::unique_ptr<Node> root_;
     std::vector<Entry> entries_;
 
-    const Node* find(const Node& node, const std::vector<std::string>& segments, std::size_t index,
+    const Node* find(const Node& node, const std::vector<std::string_view>& segments, std::size_t index,
                      std::vector<std::string_view>& values) const;
-    RouteMatch match_segments(std::string_view method, const std::vector<std::string>& segments) const;
+    RouteMatch match_segments(std::string_view method, const std::vector<std::string_view>& segments) const;
 };
 
 tl::expected<void, std::string> validate_method(std::string_view method);
