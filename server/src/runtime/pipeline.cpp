@@ -3,7 +3,9 @@
 #include "runtime/pipeline.hpp"
 
 #include <chrono>
+#include <iterator>
 
+#include <fmt/compile.h>
 #include <nlohmann/json.hpp>
 
 #include "http/problem.hpp"
@@ -86,9 +88,16 @@ void Pipeline::handle(http::Request& request, http::Response& response, Listener
 
     if (logging::access_log_enabled()) {
         auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-        access_log_->info("{} \"{} {}{}{} {}\" {} {} {:.3f}ms id={}", request.remote_address, request.method,
-                          request.path, request.query.empty() ? "" : "?", request.query, request.version,
-                          response.status, response.body.size(), micros.count() / 1000.0, request.request_id);
+        // Formatted here with a compiled format string, and milliseconds as integer parts
+        // (the same text as {:.3f} of micros / 1000.0): runtime format parsing and float
+        // formatting were most of the line's cost.
+        auto ms = micros.count();
+        fmt::memory_buffer line;
+        fmt::format_to(std::back_inserter(line), FMT_COMPILE("{} \"{} {}{}{} {}\" {} {} {}.{:03}ms id={}"),
+                       request.remote_address, request.method, request.path, request.query.empty() ? "" : "?",
+                       request.query, request.version, response.status, response.body.size(), ms / 1000, ms % 1000,
+                       request.request_id);
+        access_log_->log(spdlog::level::info, spdlog::string_view_t(line.data(), line.size()));
     }
 }
 
