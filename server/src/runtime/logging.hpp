@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include <spdlog/formatter.h>
 #include <spdlog/logger.h>
 
 #include "config/config.hpp"
@@ -18,5 +19,8 @@ void configure(const config::LoggingConfig& settings);
 std::shared_ptr<spdlog::logger> get(const std::string& name);
 
 bool access_log_enabled();
+
+// The line formatter for "text" or "json" (exposed for tests).
+std::unique_ptr<spdlog::formatter> make_formatter(const std::string& format);
 
 }  // namespace trellis::logging
