@@ -20,8 +20,10 @@ Router& Router::operator=(Router&&) noexcept = default;
 
 namespace {
 
-std::vector<std::string_view> split_segments(std::string_view path) {
-    std::vector<std::string_view> out;
+// Views into `path`: "/a/b/" gives "a", "b", "".
+template <typename Out = std::vector<std::string_view>>
+Out split_segments(std::string_view path) {
+    Out out;
     if (path == "/") return out;
     std::size_t start = 1;
     while (true) {
@@ -124,8 +126,7 @@ const Router::Entry* Router::conflict(std::string_view method, std::string_view 
     return it == node->methods.end() ? nullptr : &entries_[it->second];
 }
 
-const Router::Node* Router::find(const Node& node, const std::vector<std::string_view>& segments,
-                                 std::size_t index, std::vector<std::string_view>& values) const {
+const Router::Node* Router::find(const Node& node, const Views& segments, std::size_t index, Views& values) const {
     if (index == segments.size()) return node.methods.empty() ? nullptr : &node;
     std::string_view segment = segments[index];
     if (auto it = node.literals.find(segment); it != node.literals.end())
@@ -138,10 +139,9 @@ const Router::Node* Router::find(const Node& node, const std::vector<std::string
     return nullptr;
 }
 
-RouteMatch Router::match_segments(std::string_view method, const std::vector<std::string_view>& segments) const {
+RouteMatch Router::match_segments(std::string_view method, const Views& segments) const {
     RouteMatch result;
-    std::vector<std::string_view> values;
-    values.reserve(segments.size());
+    Views values;
     const Node* node = find(*root_, segments, 0, values);
     if (!node) return result;
 
@@ -159,6 +159,7 @@ RouteMatch Router::match_segments(std::string_view method, const std::vector<std
     const Entry& entry = entries_[it->second];
     result.kind = RouteMatch::Kind::found;
     result.route_id = entry.id;
+    result.params.reserve(std::min(values.size(), entry.param_names.size()));
     for (std::size_t i = 0; i < values.size() && i < entry.param_names.size(); ++i)
         result.params.emplace_back(entry.param_names[i], std::string(values[i]));
     return result;
@@ -169,7 +170,7 @@ RouteMatch Router::match(std::string_view method, std::string_view path) const {
     if (path.empty() || path.front() != '/') return result;
     // Segments view the path itself; only those with escapes are decoded, into `decoded`,
     // which is reserved up front so that the views into it stay valid.
-    std::vector<std::string_view> segments = split_segments(path);
+    auto segments = split_segments<Views>(path);
     std::vector<std::string> decoded;
     for (auto& segment : segments) {
         if (segment.find('%') == std::string_view::npos) continue;

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
 #include <tl/expected.hpp>
 
 #include "http/message.hpp"
@@ -61,12 +62,13 @@ public:
 
 private:
     struct Node;
+    // Segments of a request path and captured values: inline up to 8, no allocation.
+    using Views = boost::container::small_vector<std::string_view, 8>;
     std::unique_ptr<Node> root_;
     std::vector<Entry> entries_;
 
-    const Node* find(const Node& node, const std::vector<std::string_view>& segments, std::size_t index,
-                     std::vector<std::string_view>& values) const;
-    RouteMatch match_segments(std::string_view method, const std::vector<std::string_view>& segments) const;
+    const Node* find(const Node& node, const Views& segments, std::size_t index, Views& values) const;
+    RouteMatch match_segments(std::string_view method, const Views& segments) const;
 };
 
 tl::expected<void, std::string> validate_method(std::string_view method);
