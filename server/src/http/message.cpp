@@ -2,13 +2,19 @@
 #include "http/message.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 namespace trellis::http {
 
+namespace {
+// ASCII only, as std::tolower is in the "C" locale Trellis runs in, without a call per byte.
+constexpr unsigned char ascii_lower(unsigned char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c + ('a' - 'A')) : c;
+}
+}  // namespace
+
 bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-               return std::tolower(x) == std::tolower(y);
+               return ascii_lower(x) == ascii_lower(y);
            });
 }
 
@@ -66,10 +72,13 @@ Fields parse_query(std::string_view query) {
 
 void Response::set_header(std::string_view name, std::string_view value) {
     std::erase_if(headers, [&](const auto& field) { return iequals(field.first, name); });
-    if (!value.empty()) headers.emplace_back(name, value);
+    if (!value.empty()) add_header(name, value);
 }
 
-void Response::add_header(std::string_view name, std::string_view value) { headers.emplace_back(name, value); }
+void Response::add_header(std::string_view name, std::string_view value) {
+    if (headers.capacity() == 0) headers.reserve(4);  // most responses have a few; grow once
+    headers.emplace_back(name, value);
+}
 
 std::string_view reason_phrase(int status) {
     switch (status) {
