@@ -112,7 +112,7 @@ std::string url_encode(std::string_view in) {
 }
 
 std::optional<std::int64_t> parse_id(std::string_view text) {
-    if (text.empty() || text.size() > 18) return std::nullopt;
+    if (text.empty() || text.size() > 18 || text.front() == '0') return std::nullopt;  // one spelling per id
     std::int64_t value = 0;
     for (char c : text) {
         if (c < '0' || c > '9') return std::nullopt;
@@ -179,7 +179,10 @@ struct Input {
 // otherwise PATCH (JSON merge patch: only what is present changes). 422 lists every field.
 Input read_input(const trellis::Request& request, bool full) {
     if (auto type = request.header("Content-Type")) {
-        const std::string_view media = type->substr(0, type->find(';'));
+        // Media types are case-insensitive; white space may precede parameters.
+        std::string media(type->substr(0, type->find(';')));
+        while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+        for (char& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         if (media != "application/json" && media != "application/merge-patch+json")
             throw HttpError(415, "unsupported_media_type", "Send the note as application/json.");
     }
