@@ -105,6 +105,9 @@ tl::expected<void, std::string> Pool::connect(soci::session& session) const {
             auto keywords = libpq_keywords(config_.connect);
             if (!keywords) return tl::unexpected(config_.display + ": " + keywords.error());
             session.open(soci::postgresql, *keywords);
+            // NOTICEs ("relation ... already exists, skipping") would go to stderr through
+            // libpq's default notice processor; warnings and errors still arrive.
+            session << "SET client_min_messages TO WARNING";
         }
         return {};
     } catch (const std::exception& e) {
