@@ -51,6 +51,23 @@ private:
     json extensions_;
 };
 
+/// Appends `text` to `out` as a JSON string literal: the same bytes as
+/// `json(text).dump(-1, ' ', false, json::error_handler_t::replace)`. For handlers that
+/// write a small JSON body directly, which costs a fraction of building a json value and
+/// dumping it.
+inline void append_json_string(std::string& out, std::string_view text) {
+    for (unsigned char c : text) {
+        if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') {
+            // Escapes and UTF-8 (valid or not) are left to nlohmann, so the bytes always match.
+            out += json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
+            return;
+        }
+    }
+    out += '"';
+    out.append(text);
+    out += '"';
+}
+
 namespace detail {
 inline std::string_view view(trellis_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view(); }
 inline trellis_str str(std::string_view s) { return trellis_str{s.data(), s.size()}; }
