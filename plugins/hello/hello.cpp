@@ -32,7 +32,9 @@ public:
                 // What response.json({{"greeting", ...}, {"name", name}}) sends, written
                 // directly: building and freeing the json object cost more than the host's
                 // whole request path.
-                std::string body = "{\"greeting\":";
+                std::string body;
+                body.reserve(32 + greeting_.size() + 2 * name.size());  // grows only for escapes
+                body += "{\"greeting\":";
                 trellis::append_json_string(body, greeting_ + ", " + name + "!");
                 body += ",\"name\":";
                 trellis::append_json_string(body, name);
