@@ -136,7 +136,7 @@ TEST_CASE("a failing migration is rolled back and recorded and fails only its pl
         TestServer server(yaml(bad));
         const auto* alpha = find_report(server.runtime(), "alpha");
         REQUIRE(alpha->status == runtime::PluginStatus::failed);
-        CHECK_THAT(alpha->reason, Contains("plugin 'alpha': migration 2 (step 2) failed and was rolled back") &&
+        CHECK_THAT(alpha->reason, Contains("migration 2 (step 2) failed and was rolled back") &&
                                       Contains("no_such_table"));
         CHECK(find_report(server.runtime(), "beta")->status == runtime::PluginStatus::loaded);
         CHECK(server.get("/beta/count").status == 200);
