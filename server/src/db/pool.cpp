@@ -79,12 +79,14 @@ tl::expected<std::string, std::string> libpq_keywords(const std::string& connect
     return out;
 }
 
-// The driver handle behind a SOCI session, for what SOCI does not offer (multi-statement
-// scripts). The backend classes' type info is not exported by Debian's SOCI libraries, so
-// UBSan's vptr check cannot be applied to this cast; the backend is known from the dialect.
-template <typename Backend>
-__attribute__((no_sanitize("vptr"))) Backend* backend_of(soci::session& session) {
-    return static_cast<Backend*>(session.get_backend());
+// The driver handles behind a SOCI session, for what SOCI does not offer (multi-statement
+// scripts). Debian's SOCI libraries do not export the backend classes' type info, so
+// UBSan's vptr check cannot be applied here; the backend is known from the dialect.
+__attribute__((no_sanitize("vptr"))) sqlite_api::sqlite3* sqlite_handle(soci::session& session) {
+    return static_cast<soci::sqlite3_session_backend*>(session.get_backend())->conn_;
+}
+__attribute__((no_sanitize("vptr"))) PGconn* postgresql_handle(soci::session& session) {
+    return static_cast<soci::postgresql_session_backend*>(session.get_backend())->conn_;
 }
 
 }  // namespace
@@ -282,27 +284,26 @@ tl::expected<void, Error> Connection::execute_script(std::string_view sql) {
     soci::session& session = pool_->session(slot_);
     const std::string text(sql);
     if (pool_->dialect() == config::Dialect::sqlite) {
-        auto* backend = backend_of<soci::sqlite3_session_backend>(session);
         char* message = nullptr;
-        const int rc = sqlite_api::sqlite3_exec(backend->conn_, text.c_str(), nullptr, nullptr, &message);
+        const int rc = sqlite_api::sqlite3_exec(sqlite_handle(session), text.c_str(), nullptr, nullptr, &message);
         if (rc == SQLITE_OK) return {};
         Error error{TRELLIS_ERROR, message ? message : sqlite_api::sqlite3_errstr(rc)};
         sqlite_api::sqlite3_free(message);
         if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) error.status = TRELLIS_ERROR_UNAVAILABLE;
         return tl::unexpected(std::move(error));
     }
-    auto* backend = backend_of<soci::postgresql_session_backend>(session);
-    PGresult* result = PQexec(backend->conn_, text.c_str());
+    PGconn* connection = postgresql_handle(session);
+    PGresult* result = PQexec(connection, text.c_str());
     const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY) {
         PQclear(result);
         return {};
     }
-    std::string message = result ? PQresultErrorMessage(result) : PQerrorMessage(backend->conn_);
+    std::string message = result ? PQresultErrorMessage(result) : PQerrorMessage(connection);
     PQclear(result);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
     Error error{TRELLIS_ERROR, message};
-    if (PQstatus(backend->conn_) != CONNECTION_OK) {
+    if (PQstatus(connection) != CONNECTION_OK) {
         error.status = TRELLIS_ERROR_UNAVAILABLE;
         in_transaction_ = false;
         std::lock_guard lock(pool_->broken_mutex_);
