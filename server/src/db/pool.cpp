@@ -86,7 +86,15 @@ __attribute__((no_sanitize("vptr"))) sqlite_api::sqlite3* sqlite_handle(soci::se
     return static_cast<soci::sqlite3_session_backend*>(session.get_backend())->conn_;
 }
 __attribute__((no_sanitize("vptr"))) PGconn* postgresql_handle(soci::session& session) {
-    return static_cast<soci::postgresql_session_backend*>(session.get_backend())->conn_;
+    auto* backend = static_cast<soci::postgresql_session_backend*>(session.get_backend());
+    return backend ? backend->conn_ : nullptr;
+}
+
+// PQstatus only: SOCI's is_connected() may send a query to find out, a round trip on
+// every lease given back. A failed read or write on a lost connection sets the status.
+bool connection_ok(soci::session& session) {
+    PGconn* connection = postgresql_handle(session);
+    return connection && PQstatus(connection) == CONNECTION_OK;
 }
 
 }  // namespace
@@ -171,7 +179,7 @@ void Pool::give_back(std::size_t slot, bool in_transaction) {
             lost = true;
         }
     }
-    if (config_.dialect == config::Dialect::postgresql && !s.is_connected()) lost = true;
+    if (config_.dialect == config::Dialect::postgresql && !connection_ok(s)) lost = true;
     if (lost) {
         std::lock_guard lock(broken_mutex_);
         broken_[slot] = true;
@@ -217,7 +225,7 @@ Error Connection::fail(const std::exception& e) {
         else if (primary == SQLITE_MISMATCH || primary == SQLITE_RANGE)
             error.status = TRELLIS_ERROR_INVALID_ARGUMENT;
     }
-    if (pool_->dialect() == config::Dialect::postgresql && !pool_->session(slot_).is_connected()) {
+    if (pool_->dialect() == config::Dialect::postgresql && !connection_ok(pool_->session(slot_))) {
         error.status = TRELLIS_ERROR_UNAVAILABLE;
         in_transaction_ = false;  // gone with the connection
         std::lock_guard lock(pool_->broken_mutex_);
