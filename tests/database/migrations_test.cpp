@@ -312,3 +312,33 @@ TEST_CASE("a database password is never shown by the CLI", "[migrations]") {
     CHECK(config::redact_database_url("postgresql://u:p@h/db?password=q&sslmode=require") ==
           "postgresql://u:***@h/db?password=***&sslmode=require");
 }
+
+TEST_CASE("a migration that cannot start for a lock is not recorded as failed", "[migrations]") {
+    // SQLite whatever the pass: its write lock is what a second runner waits for.
+    test::TempDir dir;
+    auto settings = config::parse_database_url("sqlite://" + (dir.path() / "locked.db").string(), "/");
+    REQUIRE(settings);
+    settings->busy_timeout = std::chrono::milliseconds(200);
+    auto pool = db::Pool::create(*settings);
+    db::Migrator migrator(*pool);
+    const std::vector<db::Migration> first{{1, "one", "CREATE TABLE one (x INTEGER)", "", ""}};
+    REQUIRE(migrator.up("alpha", first, false) == 1);
+
+    auto holder = pool->acquire();
+    REQUIRE(holder);
+    REQUIRE(holder->begin());  // BEGIN IMMEDIATE: the write lock
+    REQUIRE(holder->execute("INSERT INTO one (x) VALUES (1)", {}, false));
+
+    const std::vector<db::Migration> both{first[0], {2, "two", "CREATE TABLE two (x INTEGER)", "", ""}};
+    auto blocked = migrator.up("alpha", both, false);
+    REQUIRE_FALSE(blocked);
+    CHECK_THAT(blocked.error(), Contains("migration 2 (two) could not start, nothing was changed") &&
+                                    Contains("locked"));
+    REQUIRE(holder->rollback());
+
+    auto states = migrator.status("alpha", both);
+    REQUIRE(states);
+    REQUIRE(states->size() == 2);
+    CHECK((*states)[1].state == db::State::pending);  // not failed: the next start simply runs it
+    CHECK(migrator.up("alpha", both, false) == 1);
+}

@@ -277,6 +277,7 @@ tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std
         Connection& connection = session->connection();
         const auto started = std::chrono::steady_clock::now();
         bool skipped = false;
+        bool reached_sql = false;  // only a failure of the migration itself is recorded
         auto ran = in_transaction(connection, [&]() -> tl::expected<void, std::string> {
             // Another runner may have applied it since the history was read (SQLite has no
             // session lock: BEGIN IMMEDIATE serialises us, so look again inside).
@@ -286,6 +287,7 @@ tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std
                 skipped = true;
                 return {};
             }
+            reached_sql = true;
             if (auto done = connection.execute_script(m.up); !done) return tl::unexpected(done.error().message);
             const auto ms =
                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
@@ -295,6 +297,8 @@ tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std
             if (!skipped) ++applied;
             continue;
         }
+        if (!reached_sql)  // no lock, no history: the migration never ran, so nothing to record
+            return tl::unexpected(label(plugin, m) + " could not start, nothing was changed: " + ran.error());
         // Rolled back: record the failure in a transaction of its own.
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
         std::string message = label(plugin, m) + " failed and was rolled back: " + ran.error();
