@@ -132,8 +132,9 @@ std::string etag(std::int64_t id, std::int64_t version) {
     return "\"" + std::to_string(id) + "-" + std::to_string(version) + "\"";
 }
 
-// RFC 9110: If-None-Match uses weak comparison, If-Match strong; both take "*" or a list.
-bool etag_listed(std::string_view header, const std::string& tag, bool weak) {
+// The comma-separated items of a header such as If-Match, trimmed.
+std::vector<std::string_view> header_items(std::string_view header) {
+    std::vector<std::string_view> items;
     std::size_t start = 0;
     while (start < header.size()) {
         std::size_t end = header.find(',', start);
@@ -141,10 +142,18 @@ bool etag_listed(std::string_view header, const std::string& tag, bool weak) {
         std::string_view item = header.substr(start, end - start);
         while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
         while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        items.push_back(item);
+        start = end + 1;
+    }
+    return items;
+}
+
+// RFC 9110: If-None-Match uses weak comparison, If-Match strong; both take "*" or a list.
+bool etag_listed(std::string_view header, const std::string& tag, bool weak) {
+    for (std::string_view item : header_items(header)) {
         if (item == "*") return true;
         if (weak && item.substr(0, 2) == "W/") item.remove_prefix(2);
         if (item == tag) return true;
-        start = end + 1;
     }
     return false;
 }
@@ -511,17 +520,8 @@ private:
         auto match = request.header("If-Match");
         if (!match || etag_listed(*match, "*", false)) return false;
         std::vector<std::int64_t> versions;
-        std::size_t start = 0;
-        const std::string_view header = *match;
-        while (start <= header.size()) {
-            std::size_t end = header.find(',', start);
-            if (end == std::string_view::npos) end = header.size();
-            std::string_view item = header.substr(start, end - start);
-            while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-            while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        for (std::string_view item : header_items(*match))
             if (auto version = version_from_etag(item, id)) versions.push_back(*version);
-            start = end + 1;
-        }
         if (versions.empty()) {
             sql += " AND 1 = 0";
             return true;

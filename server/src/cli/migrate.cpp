@@ -48,6 +48,10 @@ std::optional<std::vector<Target>> targets(const Loaded& loaded, const Arguments
     return out;
 }
 
+void complain(const Target& target, const std::string& error) {
+    std::cerr << "trellis: plugin '" << target.instance->name() << "': " << error << "\n";
+}
+
 int status(const Loaded& loaded, const Arguments& args) {
     auto chosen = targets(loaded, args, false);
     if (!chosen) return 1;
@@ -58,7 +62,7 @@ int status(const Loaded& loaded, const Arguments& args) {
     for (const auto& target : *chosen) {
         auto states = migrator.status(target.instance->name(), target.migrations);
         if (!states) {
-            std::cerr << "trellis: plugin '" << target.instance->name() << "': " << states.error() << "\n";
+            complain(target, states.error());
             return 1;
         }
         for (const auto& s : *states) {
@@ -94,7 +98,7 @@ int up(const Loaded& loaded, const Arguments& args) {
     for (const auto& target : *chosen) {
         auto applied = migrator.up(target.instance->name(), target.migrations, true);
         if (!applied) {
-            std::cerr << "trellis: " << applied.error() << "\n";
+            complain(target, applied.error());
             ++failures;
             continue;
         }
@@ -116,7 +120,7 @@ int down(const Loaded& loaded, const Arguments& args) {
     const auto& target = chosen->front();
     auto reverted = migrator.down(target.instance->name(), target.migrations, *args.to);
     if (!reverted) {
-        std::cerr << "trellis: " << reverted.error() << "\n";
+        complain(target, reverted.error());
         return 1;
     }
     std::cout << target.instance->name() << ": reverted " << *reverted << " migration(s); now at version " << *args.to
@@ -131,7 +135,7 @@ int repair(const Loaded& loaded, const Arguments& args) {
     const auto& target = chosen->front();
     auto changes = migrator.repair(target.instance->name(), target.migrations);
     if (!changes) {
-        std::cerr << "trellis: " << changes.error() << "\n";
+        complain(target, changes.error());
         return 1;
     }
     if (changes->empty()) std::cout << target.instance->name() << ": nothing to repair\n";

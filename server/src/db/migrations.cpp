@@ -60,8 +60,8 @@ std::string now_iso() {
     return full;
 }
 
-std::string label(const std::string& plugin, const Migration& m) {
-    return "plugin '" + plugin + "': migration " + std::to_string(m.version) + " (" + m.name + ")";
+std::string label(const Migration& m) {
+    return "migration " + std::to_string(m.version) + " (" + m.name + ")";
 }
 
 Param text_param(std::string name, std::string text) {
@@ -120,10 +120,16 @@ public:
         return out;
     }
 
-    tl::expected<void, std::string> write(const std::string& plugin, const Migration& m, const Record& record) {
+    // Forgets a history row (a failed one before a retry, or one that was reverted).
+    tl::expected<void, std::string> remove(const std::string& plugin, std::int64_t version) {
         auto removed = connection_.execute("DELETE FROM trellis_schema_history WHERE plugin = :plugin AND version = :version",
-                                           {text_param("plugin", plugin), int_param("version", m.version)}, false);
+                                           {text_param("plugin", plugin), int_param("version", version)}, false);
         if (!removed) return tl::unexpected(removed.error().message);
+        return {};
+    }
+
+    tl::expected<void, std::string> write(const std::string& plugin, const Migration& m, const Record& record) {
+        if (auto removed = remove(plugin, m.version); !removed) return removed;
         std::vector<Param> params{text_param("plugin", plugin),
                                   int_param("version", m.version),
                                   text_param("name", m.name),
@@ -241,9 +247,9 @@ tl::expected<std::vector<MigrationStatus>, std::string> Migrator::status(const s
 tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std::vector<Migration>& migrations,
                                             bool retry_failed) {
     auto session = Session::open(pool_);
-    if (!session) return tl::unexpected("plugin '" + plugin + "': " + session.error());
+    if (!session) return tl::unexpected(session.error());
     auto records = session->records(plugin);
-    if (!records) return tl::unexpected("plugin '" + plugin + "': " + records.error());
+    if (!records) return tl::unexpected(records.error());
 
     // Refuse before running anything.
     std::int64_t highest_applied = 0;
@@ -253,20 +259,20 @@ tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std
         const auto it = records->find(m.version);
         if (it == records->end()) {
             if (m.version < highest_applied)
-                return tl::unexpected(label(plugin, m) + " is pending but migration " +
+                return tl::unexpected(label(m) + " is pending but migration " +
                                       std::to_string(highest_applied) +
                                       " is already applied; give it a version above the applied ones");
             continue;
         }
         const Record& r = it->second;
         if (r.success && r.checksum != checksum(m.up))
-            return tl::unexpected(label(plugin, m) + " was changed after it was applied: recorded checksum " +
+            return tl::unexpected(label(m) + " was changed after it was applied: recorded checksum " +
                                   r.checksum + ", registered now " + checksum(m.up) +
                                   "; restore the applied SQL, or accept the change with `trellis migrate repair "
                                   "--plugin " +
                                   plugin + "`");
         if (!r.success && !retry_failed)
-            return tl::unexpected(label(plugin, m) + " failed at " + r.applied_at + ": " + r.error +
+            return tl::unexpected(label(m) + " failed at " + r.applied_at + ": " + r.error +
                                   "; fix it, then run `trellis migrate up --plugin " + plugin +
                                   "` (or `trellis migrate repair --plugin " + plugin + "`)");
     }
@@ -298,10 +304,10 @@ tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std
             continue;
         }
         if (!reached_sql)  // no lock, no history: the migration never ran, so nothing to record
-            return tl::unexpected(label(plugin, m) + " could not start, nothing was changed: " + ran.error());
+            return tl::unexpected(label(m) + " could not start, nothing was changed: " + ran.error());
         // Rolled back: record the failure in a transaction of its own.
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-        std::string message = label(plugin, m) + " failed and was rolled back: " + ran.error();
+        std::string message = label(m) + " failed and was rolled back: " + ran.error();
         auto recorded = in_transaction(connection, [&] {
             return session->write(plugin, m,
                                   Record{m.version, m.name, checksum(m.up), now_iso(), ms.count(), false, ran.error()});
@@ -315,21 +321,21 @@ tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std
 tl::expected<int, std::string> Migrator::down(const std::string& plugin, const std::vector<Migration>& migrations,
                                               std::int64_t to_version) {
     auto session = Session::open(pool_);
-    if (!session) return tl::unexpected("plugin '" + plugin + "': " + session.error());
+    if (!session) return tl::unexpected(session.error());
     auto records = session->records(plugin);
-    if (!records) return tl::unexpected("plugin '" + plugin + "': " + records.error());
+    if (!records) return tl::unexpected(records.error());
     std::vector<const Migration*> revert;
     for (auto it = migrations.rbegin(); it != migrations.rend(); ++it) {
         const auto record = records->find(it->version);
         if (it->version <= to_version || record == records->end() || !record->second.success) continue;
         if (it->down.empty())
-            return tl::unexpected(label(plugin, *it) + " has no down SQL; nothing was reverted");
+            return tl::unexpected(label(*it) + " has no down SQL; nothing was reverted");
         revert.push_back(&*it);
     }
     for (const auto& [version, r] : *records) {
         const bool known = std::ranges::any_of(migrations, [&](const Migration& m) { return m.version == version; });
         if (version > to_version && r.success && !known)
-            return tl::unexpected("plugin '" + plugin + "': migration " + std::to_string(version) + " (" + r.name +
+            return tl::unexpected("migration " + std::to_string(version) + " (" + r.name +
                                   ") is applied but no longer registered by the plugin; nothing was reverted");
     }
     int reverted = 0;
@@ -337,14 +343,10 @@ tl::expected<int, std::string> Migrator::down(const std::string& plugin, const s
         Connection& connection = session->connection();
         auto ran = in_transaction(connection, [&]() -> tl::expected<void, std::string> {
             if (auto done = connection.execute_script(m->down); !done) return tl::unexpected(done.error().message);
-            auto removed =
-                connection.execute("DELETE FROM trellis_schema_history WHERE plugin = :plugin AND version = :version",
-                                   {text_param("plugin", plugin), int_param("version", m->version)}, false);
-            if (!removed) return tl::unexpected(removed.error().message);
-            return {};
+            return session->remove(plugin, m->version);
         });
         if (!ran)
-            return tl::unexpected(label(plugin, *m) + ": down failed and was rolled back: " + ran.error() + " (" +
+            return tl::unexpected(label(*m) + ": down failed and was rolled back: " + ran.error() + " (" +
                                   std::to_string(reverted) + " reverted before it)");
         ++reverted;
     }
@@ -354,26 +356,23 @@ tl::expected<int, std::string> Migrator::down(const std::string& plugin, const s
 tl::expected<std::vector<std::string>, std::string> Migrator::repair(const std::string& plugin,
                                                                      const std::vector<Migration>& migrations) {
     auto session = Session::open(pool_);
-    if (!session) return tl::unexpected("plugin '" + plugin + "': " + session.error());
+    if (!session) return tl::unexpected(session.error());
     auto records = session->records(plugin);
-    if (!records) return tl::unexpected("plugin '" + plugin + "': " + records.error());
+    if (!records) return tl::unexpected(records.error());
     std::vector<std::string> changes;
     Connection& connection = session->connection();
     auto done = in_transaction(connection, [&]() -> tl::expected<void, std::string> {
         for (const auto& [version, r] : *records) {
-            const std::vector<Param> key{text_param("plugin", plugin), int_param("version", version)};
             if (!r.success) {
-                auto removed = connection.execute(
-                    "DELETE FROM trellis_schema_history WHERE plugin = :plugin AND version = :version", key, false);
-                if (!removed) return tl::unexpected(removed.error().message);
+                if (auto removed = session->remove(plugin, version); !removed) return removed;
                 changes.push_back("removed the failed record of migration " + std::to_string(version) + " (" + r.name +
                                   "); it runs again at the next `trellis migrate up`");
                 continue;
             }
             const auto m = std::ranges::find(migrations, version, &Migration::version);
             if (m == migrations.end() || checksum(m->up) == r.checksum) continue;
-            std::vector<Param> params = key;
-            params.push_back(text_param("checksum", checksum(m->up)));
+            const std::vector<Param> params{text_param("plugin", plugin), int_param("version", version),
+                                            text_param("checksum", checksum(m->up))};
             auto updated = connection.execute(
                 "UPDATE trellis_schema_history SET checksum = :checksum WHERE plugin = :plugin AND version = :version",
                 params, false);
@@ -383,7 +382,7 @@ tl::expected<std::vector<std::string>, std::string> Migrator::repair(const std::
         }
         return {};
     });
-    if (!done) return tl::unexpected("plugin '" + plugin + "': repair failed and was rolled back: " + done.error());
+    if (!done) return tl::unexpected("repair failed and was rolled back: " + done.error());
     return changes;
 }
 

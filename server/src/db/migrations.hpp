@@ -52,6 +52,7 @@ struct MigrationStatus {
     std::string error;  // for `failed`: the database's message
 };
 
+// Messages name the migration, not the plugin: the caller says whose it is.
 class Migrator {
 public:
     explicit Migrator(Pool& pool) : pool_(pool) {}
@@ -63,7 +64,7 @@ public:
     // Applies what is pending, in order; returns how many ran. Refuses (before running
     // anything) a drifted checksum, a pending version below an applied one, and a failed
     // migration unless retry_failed (an admin's explicit `migrate up`). The error names
-    // plugin, version, name and the database's message.
+    // version, name and the database's message.
     tl::expected<int, std::string> up(const std::string& plugin, const std::vector<Migration>& migrations,
                                       bool retry_failed);
 

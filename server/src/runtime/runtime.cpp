@@ -217,19 +217,14 @@ private:
         if (instance.migrations().empty() || migrations_ == Migrations::ignore) return {};
         const auto migrations = db::for_dialect(instance.migrations(), rt_.database_->dialect());
         db::Migrator migrator(*rt_.database_);
-        // The migrator's messages name the plugin for the CLI; fail() names it already.
-        const std::string prefix = "plugin '" + instance.name() + "': ";
-        const auto unprefixed = [&](const std::string& message) {
-            return message.starts_with(prefix) ? message.substr(prefix.size()) : message;
-        };
         if (migrations_ == Migrations::apply) {
             auto applied = migrator.up(instance.name(), migrations, false);
-            if (!applied) return tl::unexpected(unprefixed(applied.error()));
+            if (!applied) return tl::unexpected(applied.error());
             if (*applied > 0) log_->info("plugin '{}': applied {} migration(s)", instance.name(), *applied);
             return {};
         }
         auto status = migrator.status(instance.name(), migrations);
-        if (!status) return tl::unexpected(unprefixed(status.error()));
+        if (!status) return tl::unexpected(status.error());
         std::vector<std::string> problems;
         for (const auto& m : *status)
             if (m.state != db::State::applied && m.state != db::State::missing)
