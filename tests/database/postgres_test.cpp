@@ -31,13 +31,13 @@ private:
     std::string run(const std::string& what) {
         const std::string command = std::string(TRELLIS_TEST_POSTGRES_SCRIPT) + " " + what.substr(0, what.find(' ')) +
                                     " " + dir_.path().string() + what.substr(std::min(what.size(), what.find(' '))) +
-                                    " 2>&1";
+                                    " 2>" + (dir_.path() / "script.err").string();
         std::string out;
         if (FILE* pipe = ::popen(command.c_str(), "r")) {
             char buffer[512];
             while (std::fgets(buffer, sizeof buffer, pipe)) out += buffer;
             const int status = ::pclose(pipe);
-            INFO(command << "\n" << out);
+            INFO(command << "\n" << out << test::read_file(dir_.path() / "script.err"));
             REQUIRE(status == 0);
         }
         while (!out.empty() && out.back() == '\n') out.pop_back();

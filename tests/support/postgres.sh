@@ -7,6 +7,11 @@ set -euo pipefail
 BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 command="$1" dir="$2"
 
+# The server's programs run as another user (initdb and postgres refuse root), who may not
+# be allowed into the caller's working directory (a checkout under /root): work from /,
+# and keep their messages in log files, never in what this script prints.
+cd /
+
 # initdb and postgres refuse to run as root.
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -18,10 +23,12 @@ case "$command" in
     mkdir -p "$dir"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
     if [ ! -d "$dir/data" ]; then
-      as_owner "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log"
+      as_owner "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
+        { echo "postgres.sh: initdb failed; see $dir/initdb.log" >&2; exit 1; }
     fi
     as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >"$dir/pg_ctl.log" 2>&1 ||
+      { echo "postgres.sh: pg_ctl start failed; see $dir/pg_ctl.log and $dir/server.log" >&2; exit 1; }
     echo "postgresql://postgres@127.0.0.1:$port"
     ;;
   stop)
