@@ -24,6 +24,7 @@ struct Released {
 constexpr Released released[] = {
     {1, 0, "25d5eb1742c31cdb0ff316664a419f6b32c407ebef554c0fb18cabf28d95612d"},
     {1, 1, "8d6e5344908d5fa57625747c665ce3a4bd77b57173928ac92a0288120622a6b9"},
+    {1, 2, "13431ac56a17ac5d93a5de33d3695c8cc25083372f20e232382118c5a8f16d1d"},
 };
 
 std::string sha256_of(const std::string& path) {
@@ -59,6 +60,16 @@ TEST_CASE("a plugin built against the frozen 1.0 header loads and serves", "[abi
     REQUIRE(report->status == runtime::PluginStatus::loaded);
     CHECK(report->abi == "1.0");
     auto r = server.get("/frozen_v1_0/still-works");
+    CHECK(r.status == 200);
+    CHECK(r.body == "still-works");
+}
+
+TEST_CASE("a plugin built against the frozen 1.1 header loads and serves", "[abi]") {
+    test::TestServer server(test::config_yaml("  frozen_v1_1: {}\n"));
+    const auto* report = test::find_report(server.runtime(), "frozen_v1_1");
+    REQUIRE(report->status == runtime::PluginStatus::loaded);
+    CHECK(report->abi == "1.1");
+    auto r = server.get("/frozen_v1_1/still-works");
     CHECK(r.status == 200);
     CHECK(r.body == "still-works");
 }

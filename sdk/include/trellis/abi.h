@@ -36,7 +36,7 @@ extern "C" {
 
 /** ABI version of this header; independent of the Trellis product version. */
 #define TRELLIS_ABI_MAJOR 1
-#define TRELLIS_ABI_MINOR 1
+#define TRELLIS_ABI_MINOR 2
 
 /** Name of the one symbol every plugin exports (see trellis_plugin_entry_fn). */
 #define TRELLIS_PLUGIN_ENTRY_SYMBOL "trellis_plugin_entry"
@@ -150,7 +150,9 @@ typedef struct trellis_rows trellis_rows;
  * Handles one request on a registered route.
  * Called by:  host, after all middleware of the route ran and called next.
  * Threading:  from many request threads at once, for the same route and instance.
- *             The plugin synchronises its own shared state.
+ *             The plugin synchronises its own shared state. By default on a worker
+ *             thread, where blocking (the database) is fine; 1.2: a route flagged
+ *             TRELLIS_ROUTE_NON_BLOCKING may run on an event-loop thread instead (see there).
  * Ownership:  user_data is the pointer given at registration; request and response
  *             are host-owned and valid only during the call.
  * Returns:    TRELLIS_OK when the response is complete (any HTTP status, 4xx included);
@@ -162,7 +164,8 @@ typedef trellis_status (*trellis_on_request_fn)(void* user_data, trellis_request
 /**
  * Runs one middleware for a request.
  * Called by:  host, in the order the configuration lists middleware.
- * Threading:  as trellis_on_request_fn.
+ * Threading:  as trellis_on_request_fn; 1.2: TRELLIS_MIDDLEWARE_NON_BLOCKING as
+ *             TRELLIS_ROUTE_NON_BLOCKING.
  * Ownership:  as trellis_on_request_fn; next is valid only during the call.
  * Returns:    as trellis_on_request_fn. To pass the request on, call host_api->next(next)
  *             (at most once) and usually return its result; to answer directly, fill the
@@ -230,7 +233,26 @@ typedef struct trellis_route {
     trellis_str tags_json;            /* JSON array of strings */
     trellis_str request_schema_json;  /* JSON Schema of the request body */
     trellis_str response_schema_json; /* JSON Schema of the success response body */
+    uint32_t flags;                   /* 1.2: TRELLIS_ROUTE_* bits; 0 when struct_size ends before it */
 } trellis_route;
+
+/**
+ * 1.2: trellis_route.flags bit: the handler never blocks, so the host may run it inline on
+ * an event-loop thread, skipping the hop to a worker thread. It runs inline only when every
+ * middleware in front of it is flagged TRELLIS_MIDDLEWARE_NON_BLOCKING too; otherwise, and
+ * without the flag (the default), it runs on the worker pool.
+ * Threading:  a non-blocking handler must not block: no database, no sleeping, no blocking
+ *             I/O, no waiting on locks held for long. The host refuses a database call
+ *             from an event-loop thread: db_acquire, db_begin, db_commit, db_rollback and
+ *             db_execute return TRELLIS_ERROR_STATE without touching a connection, and
+ *             returned from the handler that answers 500. Everything else of
+ *             trellis_host_api works as on a worker.
+ * A plugin built against an older minor has a smaller struct_size and reads as flags 0.
+ * Bits this header does not define are refused (register_route returns
+ * TRELLIS_ERROR_INVALID_ARGUMENT and the host logs them): a host never loads a plugin of a
+ * newer minor, so an unknown bit is a bug, usually a struct that was not zeroed.
+ */
+#define TRELLIS_ROUTE_NON_BLOCKING 1u
 
 /**
  * A middleware. Configuration names it "PLUGIN.NAME", or "PLUGIN" alone when the plugin
@@ -242,7 +264,16 @@ typedef struct trellis_middleware {
     trellis_str name;
     trellis_on_middleware_fn on_middleware;
     void* user_data;
+    uint32_t flags; /* 1.2: TRELLIS_MIDDLEWARE_* bits; 0 when struct_size ends before it */
 } trellis_middleware;
+
+/**
+ * 1.2: trellis_middleware.flags bit: the middleware never blocks (the rule of
+ * TRELLIS_ROUTE_NON_BLOCKING). A route runs inline on an event-loop thread only when its
+ * handler and all of its middleware carry the flag; one blocking middleware sends the whole
+ * chain to the worker pool. Unknown bits are refused (TRELLIS_ERROR_INVALID_ARGUMENT).
+ */
+#define TRELLIS_MIDDLEWARE_NON_BLOCKING 1u
 
 /**
  * 1.1: a schema migration of the plugin. The host copies every string during
@@ -294,12 +325,14 @@ typedef struct trellis_host_api {
     void (*set_error)(trellis_host* host, trellis_str message);
 
     /** Registers a route. Only during on_init. Returns TRELLIS_ERROR_INVALID_ARGUMENT for a
-     *  malformed method or path, TRELLIS_ERROR_STATE outside on_init. Conflicts with other
-     *  plugins are detected when the runtime is assembled, not here. */
+     *  malformed method or path (1.2: or an unknown flag bit), TRELLIS_ERROR_STATE outside
+     *  on_init. Conflicts with other plugins are detected when the runtime is assembled,
+     *  not here. */
     trellis_status (*register_route)(trellis_host* host, const trellis_route* route);
 
     /** Registers a middleware. Only during on_init. TRELLIS_ERROR_CONFLICT when this
-     *  instance already registered one of that name. */
+     *  instance already registered one of that name; TRELLIS_ERROR_INVALID_ARGUMENT for a
+     *  malformed name (1.2: or an unknown flag bit). */
     trellis_status (*register_middleware)(trellis_host* host, const trellis_middleware* mw);
 
     /* -- 1.0: request ------------------------------------------------------- */
@@ -371,7 +404,12 @@ typedef struct trellis_host_api {
     /* -- 1.1: database ------------------------------------------------------ *
      * Threading:  db_dialect and db_acquire from any thread between on_init and on_shutdown
      *             (request threads included); a trellis_db and the rows it produced are
-     *             used by one thread at a time.
+     *             used by one thread at a time. 1.2: not from an event-loop thread (a
+     *             non-blocking handler or middleware): there db_acquire, db_begin,
+     *             db_commit, db_rollback and db_execute return TRELLIS_ERROR_STATE and touch
+     *             no connection; db_error explains it on a connection, and STATE from
+     *             db_acquire with a non-empty db_dialect means this. db_release and rows_*
+     *             work anywhere.
      * SQL text is sent as given; values only ever travel as bound parameters (:name).
      * Errors: TRELLIS_ERROR_UNAVAILABLE (no connection within the pool's acquire timeout,
      * or the connection to the database was lost: return it from a handler to answer 503),
@@ -379,11 +417,13 @@ typedef struct trellis_host_api {
      * TRELLIS_ERROR_INVALID_ARGUMENT (the SQL or a parameter is malformed), TRELLIS_ERROR
      * (anything else). db_error gives the database's message for the last failure. */
 
-    /** "sqlite" or "postgresql": the dialect of the configured database. Static storage. */
+    /** "sqlite" or "postgresql": the dialect of the configured database; empty when the
+     *  host has no database. Static storage. */
     trellis_str (*db_dialect)(trellis_host* host);
 
     /** Leases a connection from the pool, waiting at most the configured acquire timeout.
-     *  On success *db_out must be given back with db_release. */
+     *  On success *db_out must be given back with db_release. TRELLIS_ERROR_STATE when the
+     *  host has no database (db_dialect is empty) or, 1.2, on an event-loop thread. */
     trellis_status (*db_acquire)(trellis_host* host, trellis_db** db_out);
 
     /** Gives the connection back; a transaction still open is rolled back first. */

@@ -28,6 +28,15 @@
 
 namespace trellis {
 
+/// ABI 1.2: the message of a database call refused because it was made from an event-loop
+/// thread, i.e. from a route or middleware registered with .non_blocking(). The host and
+/// the SDK use this one text.
+inline constexpr const char event_loop_database_message[] =
+    "database call from an event-loop thread: the route and its middleware are declared "
+    "non-blocking, so they run inline on the event loop, where waiting on the database would "
+    "stall every connection of that loop; declare the route (and its middleware) blocking, "
+    "i.e. without .non_blocking() / TRELLIS_ROUTE_NON_BLOCKING, to run it on the worker pool";
+
 /// A database call failed. status() is the TRELLIS_ERROR_* code; what() the database's message
 /// (for logs: never send it to clients).
 class DbError : public std::runtime_error {
@@ -332,14 +341,19 @@ public:
         trellis_str d = api_->db_dialect(host_);
         return d.data ? std::string_view(d.data, d.size) : std::string_view();
     }
-    /// Leases a connection; throws DbUnavailable when none is free in time.
+    /// Leases a connection; throws DbUnavailable when none is free in time, and DbError
+    /// from a non-blocking route or middleware (they must not use the database).
     Connection connect() const {
         trellis_db* raw = nullptr;
         const trellis_status status = api_->db_acquire(host_, &raw);
-        if (status == TRELLIS_ERROR_UNAVAILABLE)
-            throw DbUnavailable(status, "no database connection is available now");
-        if (status != TRELLIS_OK) throw DbError(status, "cannot lease a database connection (status " +
-                                                            std::to_string(status) + ")");
+        if (status == TRELLIS_ERROR_UNAVAILABLE) throw DbUnavailable(status, "no database connection is available now");
+        // STATE: no database configured (empty dialect) or, since 1.2, an event-loop thread.
+        if (status == TRELLIS_ERROR_STATE)
+            throw DbError(status, dialect().empty()
+                                      ? "cannot lease a database connection: the host has no database configured"
+                                      : event_loop_database_message);
+        if (status != TRELLIS_OK)
+            throw DbError(status, "cannot lease a database connection (status " + std::to_string(status) + ")");
         return Connection(api_, raw);
     }
     /// One statement on a connection leased for this call only.

@@ -16,6 +16,7 @@ struct MiddlewareBinding {
     std::string name;    // "PLUGIN.NAME" as configuration refers to it
     trellis_on_middleware_fn on_middleware = nullptr;
     void* user_data = nullptr;
+    bool non_blocking = false;  // from MiddlewareRegistration: may run on an event-loop thread
 };
 
 struct ChainRun {

@@ -7,6 +7,7 @@
 
 #include "http/router.hpp"
 #include "plugin/chain.hpp"
+#include "plugin/thread_role.hpp"
 
 namespace trellis::plugin {
 namespace {
@@ -54,6 +55,20 @@ void api_set_error(trellis_host* host, trellis_str message) {
     }
 }
 
+// A field of a size-prefixed struct is read only when the plugin's struct_size covers it:
+// a plugin built against an older minor has a smaller struct.
+#define TRELLIS_COVERS(ptr, type, field) ((ptr)->struct_size >= offsetof(type, field) + sizeof(type::field))
+
+// Flag bits the host refuses: a plugin of a newer minor never loads, so these are bugs
+// (usually a struct that was not zeroed). Logged, because a C plugin only sees the status.
+bool unknown_flags(trellis_host* host, std::uint32_t flags, std::uint32_t known, std::string_view what) {
+    if ((flags & ~known) == 0) return false;
+    if (host->logger)
+        host->logger->error("{} has unknown flag bits 0x{:x} (ABI {}.{} knows 0x{:x}); was the struct zeroed?", what,
+                            flags & ~known, TRELLIS_ABI_MAJOR, TRELLIS_ABI_MINOR, known);
+    return true;
+}
+
 trellis_status api_register_route(trellis_host* host, const trellis_route* route) {
     if (!host || !route || route->struct_size < offsetof(trellis_route, summary) || !route->on_request)
         return TRELLIS_ERROR_INVALID_ARGUMENT;
@@ -67,19 +82,24 @@ trellis_status api_register_route(trellis_host* host, const trellis_route* route
         reg.on_request = route->on_request;
         reg.user_data = route->user_data;
         // Metadata fields exist from 1.0 on, but read them only when the plugin's struct has them.
-        auto has = [&](std::size_t end) { return route->struct_size >= end; };
-        if (has(offsetof(trellis_route, tags_json))) reg.summary.assign(view(route->summary));
-        if (has(offsetof(trellis_route, request_schema_json))) reg.tags_json.assign(view(route->tags_json));
-        if (has(offsetof(trellis_route, response_schema_json)))
+        if (TRELLIS_COVERS(route, trellis_route, summary)) reg.summary.assign(view(route->summary));
+        if (TRELLIS_COVERS(route, trellis_route, tags_json)) reg.tags_json.assign(view(route->tags_json));
+        if (TRELLIS_COVERS(route, trellis_route, request_schema_json))
             reg.request_schema_json.assign(view(route->request_schema_json));
-        if (has(sizeof(trellis_route))) reg.response_schema_json.assign(view(route->response_schema_json));
+        if (TRELLIS_COVERS(route, trellis_route, response_schema_json))
+            reg.response_schema_json.assign(view(route->response_schema_json));
+        const std::uint32_t flags = TRELLIS_COVERS(route, trellis_route, flags) ? route->flags : 0;  // 1.2
+        if (unknown_flags(host, flags, TRELLIS_ROUTE_NON_BLOCKING, "route " + reg.method + " " + reg.path))
+            return TRELLIS_ERROR_INVALID_ARGUMENT;
+        reg.non_blocking = (flags & TRELLIS_ROUTE_NON_BLOCKING) != 0;
         host->routes.push_back(std::move(reg));
         return TRELLIS_OK;
     });
 }
 
 trellis_status api_register_middleware(trellis_host* host, const trellis_middleware* mw) {
-    if (!host || !mw || mw->struct_size < sizeof(trellis_middleware) || !mw->on_middleware)
+    // 1.0's fields are required; flags (1.2) is read only when struct_size covers it.
+    if (!host || !mw || !TRELLIS_COVERS(mw, trellis_middleware, user_data) || !mw->on_middleware)
         return TRELLIS_ERROR_INVALID_ARGUMENT;
     if (!host->registering) return TRELLIS_ERROR_STATE;
     return guarded([&] {
@@ -87,7 +107,11 @@ trellis_status api_register_middleware(trellis_host* host, const trellis_middlew
         if (name.empty() || name.find_first_of(". \t") != std::string::npos) return TRELLIS_ERROR_INVALID_ARGUMENT;
         for (const auto& existing : host->middleware)
             if (existing.name == name) return TRELLIS_ERROR_CONFLICT;
-        host->middleware.push_back(MiddlewareRegistration{std::move(name), mw->on_middleware, mw->user_data});
+        const std::uint32_t flags = TRELLIS_COVERS(mw, trellis_middleware, flags) ? mw->flags : 0;
+        if (unknown_flags(host, flags, TRELLIS_MIDDLEWARE_NON_BLOCKING, "middleware '" + name + "'"))
+            return TRELLIS_ERROR_INVALID_ARGUMENT;
+        host->middleware.push_back(MiddlewareRegistration{std::move(name), mw->on_middleware, mw->user_data,
+                                                          (flags & TRELLIS_MIDDLEWARE_NON_BLOCKING) != 0});
         return TRELLIS_OK;
     });
 }
@@ -234,6 +258,17 @@ trellis_status api_next(trellis_next* next) {
 }
 
 // ---- 1.1: database ----------------------------------------------------------------------
+// 1.2: every entry that may touch a connection (and so block) first refuses event-loop
+// threads; db_dialect, db_release and rows_* never wait on the database.
+
+bool refused_on_event_loop(trellis_db* db) {
+    if (!on_event_loop_thread()) return false;
+    try {
+        db->error.assign(event_loop_database_error());
+    } catch (...) {
+    }
+    return true;
+}
 
 constexpr trellis_str kNoDialect{"", 0};
 
@@ -246,6 +281,9 @@ trellis_str api_db_dialect(trellis_host* host) {
 trellis_status api_db_acquire(trellis_host* host, trellis_db** db_out) {
     if (!host || !db_out) return TRELLIS_ERROR_INVALID_ARGUMENT;
     if (!host->database) return TRELLIS_ERROR_STATE;
+    // No connection to carry db_error: the SDK tells this STATE from "no database" by the
+    // dialect and raises the same text.
+    if (on_event_loop_thread()) return TRELLIS_ERROR_STATE;
     return guarded([&] {
         auto connection = host->database->acquire();
         if (!connection) {
@@ -268,22 +306,26 @@ trellis_status outcome(trellis_db* db, const tl::expected<T, db::Error>& result)
 
 trellis_status api_db_begin(trellis_db* db) {
     if (!db) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (refused_on_event_loop(db)) return TRELLIS_ERROR_STATE;
     return guarded([&] { return outcome(db, db->connection.begin()); });
 }
 
 trellis_status api_db_commit(trellis_db* db) {
     if (!db) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (refused_on_event_loop(db)) return TRELLIS_ERROR_STATE;
     return guarded([&] { return outcome(db, db->connection.commit()); });
 }
 
 trellis_status api_db_rollback(trellis_db* db) {
     if (!db) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (refused_on_event_loop(db)) return TRELLIS_ERROR_STATE;
     return guarded([&] { return outcome(db, db->connection.rollback()); });
 }
 
 trellis_status api_db_execute(trellis_db* db, trellis_str sql, const trellis_param* params, size_t param_count,
                               trellis_rows** rows_out, int64_t* affected_out) {
     if (!db || (param_count > 0 && !params)) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (refused_on_event_loop(db)) return TRELLIS_ERROR_STATE;
     return guarded([&] {
         std::vector<db::Param> bound;
         bound.reserve(param_count);
@@ -297,8 +339,8 @@ trellis_status api_db_execute(trellis_db* db, trellis_str sql, const trellis_par
                 db->error = "parameter " + std::to_string(i) + " has an invalid name or type";
                 return TRELLIS_ERROR_INVALID_ARGUMENT;
             }
-            bound.push_back(db::Param{std::string(name), db::Value{p.value.type, p.value.int_value,
-                                                                   p.value.real_value, std::string(view(p.value.text))}});
+            bound.push_back(db::Param{std::string(name), db::Value{p.value.type, p.value.int_value, p.value.real_value,
+                                                                   std::string(view(p.value.text))}});
         }
         auto result = db->connection.execute(view(sql), bound, rows_out != nullptr);
         if (!result) return outcome(db, result);

@@ -24,12 +24,14 @@ struct RouteRegistration {
     std::string tags_json;
     std::string request_schema_json;
     std::string response_schema_json;
+    bool non_blocking = false;  // 1.2: TRELLIS_ROUTE_NON_BLOCKING, may run on an event-loop thread
 };
 
 struct MiddlewareRegistration {
     std::string name;
     trellis_on_middleware_fn on_middleware = nullptr;
     void* user_data = nullptr;
+    bool non_blocking = false;  // 1.2: TRELLIS_MIDDLEWARE_NON_BLOCKING
 };
 
 // The function table every instance receives; one static table for the whole process.
