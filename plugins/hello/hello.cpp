@@ -25,7 +25,8 @@ public:
         doc.tags = {"hello"};
         doc.response_schema = {{"type", "object"},
                                {"properties", {{"greeting", {{"type", "string"}}}, {"name", {{"type", "string"}}}}}};
-        context.get(
+        // Never blocks (no database, no I/O): it may run inline on an event-loop thread.
+        context.non_blocking().get(
             "/{name}",
             [this](trellis::Request& request, trellis::Response& response) {
                 std::string name(request.param("name").value_or(""));

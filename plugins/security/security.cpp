@@ -107,14 +107,15 @@ public:
     void init(trellis::Context& context) override {
         read_headers(context.config().value("headers", trellis::json::object()));
         read_cors(context.config().value("cors", trellis::json::object()));
-        context.middleware("headers", [this](trellis::Request&, trellis::Response& response, trellis::Next& next) {
+        // Both only read config and headers: non-blocking, so they keep fast routes inline.
+        trellis::Context non_blocking = context.non_blocking();
+        non_blocking.middleware("headers", [this](trellis::Request&, trellis::Response& response, trellis::Next& next) {
             next();
             for (const auto& [name, value] : headers_)
                 if (!response.header(name)) response.header(name, value);
         });
-        context.middleware("cors", [this](trellis::Request& request, trellis::Response& response, trellis::Next& next) {
-            cors(request, response, next);
-        });
+        non_blocking.middleware("cors", [this](trellis::Request& request, trellis::Response& response,
+                                               trellis::Next& next) { cors(request, response, next); });
     }
 
 private:

@@ -349,11 +349,32 @@ inline trellis_status on_middleware(void* user_data, trellis_request* req, trell
 class Plugin;
 
 /// What a plugin's init() receives: its configuration, its logger, and registration.
+///
+/// Routes and middleware are blocking by default: they run on the host's worker pool and may
+/// use the database. A handler that never blocks can skip the hop to a worker (ABI 1.2):
+///
+///   context.non_blocking().get("/{name}", handler);        // TRELLIS_ROUTE_NON_BLOCKING
+///   context.non_blocking().middleware("headers", fn);      // TRELLIS_MIDDLEWARE_NON_BLOCKING
+///
+/// Such a route runs inline on an event-loop thread when all of its middleware are
+/// non-blocking too. It must not block there: no database (every Database call throws
+/// DbError with event_loop_database_message, and the request fails with 500), no sleeping,
+/// no blocking I/O, no long waits on locks.
 class Context {
 public:
     Context(const trellis_host_api* api, trellis_host* host, const nlohmann::json& config,
             std::deque<detail::RouteSlot>& routes, std::deque<detail::MiddlewareSlot>& middleware)
         : api_(api), host_(host), config_(config), logger_(api, host), routes_(routes), middleware_(middleware) {}
+
+    /// A view of this context whose route and middleware registrations carry the
+    /// non-blocking flag (see above). Only the registrations made through it are flagged.
+    Context non_blocking() const {
+        Context flagged(*this);
+        flagged.non_blocking_ = true;
+        return flagged;
+    }
+    /// True when registrations through this context are flagged non-blocking.
+    bool is_non_blocking() const { return non_blocking_; }
 
     /// The plugin's `config:` section, already validated against its schema.
     const nlohmann::json& config() const { return config_; }
@@ -395,6 +416,7 @@ public:
         route.tags_json = detail::str(tags);
         route.request_schema_json = detail::str(request_schema);
         route.response_schema_json = detail::str(response_schema);
+        route.flags = non_blocking_ ? TRELLIS_ROUTE_NON_BLOCKING : 0u;
         if (trellis_status status = api_->register_route(host_, &route); status != TRELLIS_OK) {
             routes_.pop_back();
             throw std::invalid_argument("cannot register route " + std::string(method) + " " + std::string(path) +
@@ -419,6 +441,7 @@ public:
         mw.name = detail::str(name);
         mw.on_middleware = &detail::on_middleware;
         mw.user_data = &middleware_.back();
+        mw.flags = non_blocking_ ? TRELLIS_MIDDLEWARE_NON_BLOCKING : 0u;
         if (trellis_status status = api_->register_middleware(host_, &mw); status != TRELLIS_OK) {
             middleware_.pop_back();
             throw std::invalid_argument("cannot register middleware '" + std::string(name) + "' (status " +
@@ -433,6 +456,7 @@ private:
     Logger logger_;
     std::deque<detail::RouteSlot>& routes_;
     std::deque<detail::MiddlewareSlot>& middleware_;
+    bool non_blocking_ = false;
 };
 
 /// Base class of every plugin. One object per instance: keep all state in members, never
