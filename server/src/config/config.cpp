@@ -19,6 +19,7 @@
 #include <system_error>
 
 #include <arpa/inet.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <yaml-cpp/eventhandler.h>
@@ -462,10 +463,37 @@ std::optional<std::chrono::milliseconds> read_duration(const Node& node, const s
     return std::nullopt;
 }
 
+// For deadlines, where zero would close every connection at once rather than mean "none".
+std::optional<std::chrono::milliseconds> read_positive_duration(const Node& node, const std::string& path,
+                                                                Errors& errors) {
+    if (const auto ms = parse_quantity(node, kDurationUnits); ms && *ms > 0) return std::chrono::milliseconds(*ms);
+    fail(errors, node.origin, path,
+         "expected a duration above zero such as 500ms, 5s or 1m (a bare integer is milliseconds), " + got(node));
+    return std::nullopt;
+}
+
 std::optional<std::size_t> read_size(const Node& node, const std::string& path, Errors& errors) {
     if (const auto bytes = parse_quantity(node, kSizeUnits)) return static_cast<std::size_t>(*bytes);
     fail(errors, node.origin, path,
          "expected a size such as 1048576, 512KiB or 1MiB (units B, KiB, MiB, GiB), " + got(node));
+    return std::nullopt;
+}
+
+// A byte count in the largest unit that divides it: 1024 -> "1KiB", 256 -> "256B".
+std::string show_size(std::int64_t bytes) {
+    for (auto unit = kSizeUnits.rbegin(); unit != kSizeUnits.rend(); ++unit) {
+        if (!unit->name.empty() && bytes != 0 && bytes % unit->factor == 0)
+            return std::to_string(bytes / unit->factor) + std::string(unit->name);
+    }
+    return std::to_string(bytes) + "B";
+}
+
+std::optional<std::size_t> read_size(const Node& node, const std::string& path, std::int64_t min, std::int64_t max,
+                                     Errors& errors) {
+    if (const auto bytes = parse_quantity(node, kSizeUnits); bytes && *bytes >= min && *bytes <= max)
+        return static_cast<std::size_t>(*bytes);
+    const std::string range = "from " + show_size(min) + " to " + show_size(max);
+    fail(errors, node.origin, path, "expected a size " + range + " (units B, KiB, MiB, GiB), " + got(node));
     return std::nullopt;
 }
 
@@ -551,16 +579,19 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
 // ---- Checking sections ----------------------------------------------------------------
 
 constexpr std::array<std::string_view, 5> kTopKeys{"server", "logging", "database", "middleware", "plugins"};
-constexpr std::array<std::string_view, 10> kServerKeys{
-    "listen",       "admin_listen",       "admin_enabled",           "max_threads",
-    "max_queued",   "keep_alive_timeout", "max_keep_alive_requests", "max_body_bytes",
-    "drain_timeout", "data_dir"};
+// Both engines' keys, then the event engine's, then the Poco engine's; counted by the compiler.
+constexpr auto kServerKeys = std::to_array<std::string_view>(
+    {"listen", "admin_listen", "admin_enabled", "engine", "keep_alive_timeout", "max_keep_alive_requests",
+     "max_body_bytes", "drain_timeout", "data_dir", "io_threads", "workers", "worker_queue", "max_connections",
+     "header_timeout", "body_timeout", "send_timeout", "max_header_bytes", "max_headers", "max_uri_bytes",
+     "inline_warn", "max_threads", "max_queued"});
 constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acquire_timeout", "busy_timeout",
                                                         "migrate_on_start"};
 constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
 constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
 constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kFormats{"text", "json"};
+constexpr std::array<std::string_view, 2> kEngines{"event", "poco"};
 constexpr std::string_view kSearchPaths = "search_paths";
 
 // A section may be left empty (`server:`) to mean all defaults.
@@ -573,6 +604,21 @@ bool is_section(const Node& node, const std::string& path, const std::string& hi
 
 fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir);
 
+std::optional<EngineKind> read_engine(const Node& node, const std::string& path, Errors& errors) {
+    const auto name = read_choice(node, path, kEngines, errors);
+    if (!name) return std::nullopt;
+    return *name == "poco" ? EngineKind::poco : EngineKind::event;
+}
+
+// The CPUs this process may run on, not the machine's: a server started under taskset, or
+// in a container with a cpuset, should not run more loops than it has CPUs.
+int affinity_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return std::max(1, CPU_COUNT(&set));
+}
+
 void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
     const std::string path = "server." + entry.key;
     const Node& value = entry.value;
@@ -582,6 +628,30 @@ void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& e
         assign(server.admin_listen, read_endpoint(value, path, errors));
     else if (entry.key == "admin_enabled")
         assign(server.admin_enabled, read_bool(value, path, errors));
+    else if (entry.key == "engine")
+        assign(server.engine, read_engine(value, path, errors));
+    else if (entry.key == "io_threads")
+        assign(server.io_threads, read_integer(value, path, 1, 256, errors));
+    else if (entry.key == "workers")
+        assign(server.workers, read_integer(value, path, 1, 4096, errors));
+    else if (entry.key == "worker_queue")
+        assign(server.worker_queue, read_integer(value, path, 0, 1'000'000, errors));
+    else if (entry.key == "max_connections")
+        assign(server.max_connections, read_integer(value, path, 1, 10'000'000, errors));
+    else if (entry.key == "header_timeout")
+        assign(server.header_timeout, read_positive_duration(value, path, errors));
+    else if (entry.key == "body_timeout")
+        assign(server.body_timeout, read_positive_duration(value, path, errors));
+    else if (entry.key == "send_timeout")
+        assign(server.send_timeout, read_positive_duration(value, path, errors));
+    else if (entry.key == "max_header_bytes")
+        assign(server.max_header_bytes, read_size(value, path, 1024, 1024 * 1024, errors));
+    else if (entry.key == "max_headers")
+        assign(server.max_headers, read_integer(value, path, 1, 10'000, errors));
+    else if (entry.key == "max_uri_bytes")
+        assign(server.max_uri_bytes, read_size(value, path, 256, 1024 * 1024, errors));
+    else if (entry.key == "inline_warn")
+        assign(server.inline_warn, read_positive_duration(value, path, errors));
     else if (entry.key == "max_threads")
         assign(server.max_threads, read_integer(value, path, 1, 100'000, errors));
     else if (entry.key == "max_queued")
@@ -809,6 +879,8 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
             unknown_key(entry, entry.key, kTopKeys, errors);
     }
     finish_database(database, config.server, config, errors);
+    // Unset: one loop per CPU we may run on, within the range a configured value may take.
+    if (config.server.io_threads == 0) config.server.io_threads = std::min(affinity_cpus(), 256);
     return config;
 }
 
@@ -820,6 +892,8 @@ std::string Origin::describe() const {
 }
 
 std::string_view to_string(Dialect dialect) { return dialect == Dialect::sqlite ? "sqlite" : "postgresql"; }
+
+std::string_view to_string(EngineKind kind) { return kind == EngineKind::event ? "event" : "poco"; }
 
 std::string redact_database_url(std::string_view url) {
     std::string text(url);

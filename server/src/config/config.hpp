@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -32,11 +33,34 @@ struct Endpoint {
     std::string text() const;  // "127.0.0.1:8080"
 };
 
+// `server.engine`: the event engine (Asio loops, Beast's parser) or Poco's HTTPServer, kept
+// as a fallback that serves one connection per thread.
+enum class EngineKind { event, poco };
+std::string_view to_string(EngineKind kind);  // "event" / "poco"
+
+// The admin listener's connection budget: fixed, so that a flood on the public port's
+// budget can never lock operators out of /metrics and /admin.
+inline constexpr int admin_max_connections = 64;
+
 struct ServerConfig {
     Endpoint listen{"127.0.0.1", 8080};
     Endpoint admin_listen{"127.0.0.1", 9180};
     bool admin_enabled = true;
-    // Thread per connection (Poco HTTPServer): max_threads bounds concurrent keep-alive
+    EngineKind engine = EngineKind::event;
+    // Event loops. 0 only before loading: load() resolves an unset value to the CPUs in the
+    // process's affinity mask (so `taskset -c 0` gives 1).
+    int io_threads = 0;
+    int workers = 16;                                 // threads for handlers that may block
+    int worker_queue = 1024;                          // requests waiting for a worker; beyond, 503 with Retry-After
+    int max_connections = 16384;                      // public listener; the admin one has admin_max_connections
+    std::chrono::milliseconds header_timeout{10000};  // the whole request head
+    std::chrono::milliseconds body_timeout{60000};    // the body, from the end of the head
+    std::chrono::milliseconds send_timeout{60000};    // a response making no progress this long closes
+    std::size_t max_header_bytes = 16 * 1024;         // request head; 431 beyond
+    int max_headers = 100;                            // header fields; 431 beyond
+    std::size_t max_uri_bytes = 8 * 1024;             // request target; 414 beyond
+    std::chrono::milliseconds inline_warn{5};         // an inline handler running longer is logged
+    // Poco engine only. Thread per connection: max_threads bounds concurrent keep-alive
     // connections that are served at once; beyond that they wait in the queue.
     int max_threads = 512;
     int max_queued = 1024;

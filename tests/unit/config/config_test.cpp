@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <sched.h>
+
 #include <catch2/catch.hpp>
 
 #include "support/temp_dir.hpp"
@@ -14,6 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using trellis::config::Config;
+using trellis::config::EngineKind;
 using trellis::config::Errors;
 using trellis::config::load;
 using trellis::config::LoadOptions;
@@ -56,6 +59,38 @@ std::string server_value_error(const std::string& key, const std::string& value,
     return errors.front().substr(prefix.size());
 }
 
+// The CPUs in this thread's affinity mask, as the loader should count them.
+int affinity_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
+    return CPU_COUNT(&set);
+}
+
+// Pins the calling thread to its first allowed CPU, as `taskset -c N` would, until destroyed.
+class PinnedToOneCpu {
+public:
+    PinnedToOneCpu() {
+        CPU_ZERO(&saved_);
+        REQUIRE(sched_getaffinity(0, sizeof saved_, &saved_) == 0);
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+            if (CPU_ISSET(cpu, &saved_)) {
+                CPU_SET(cpu, &one);
+                break;
+            }
+        }
+        REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    }
+    ~PinnedToOneCpu() { sched_setaffinity(0, sizeof saved_, &saved_); }
+    PinnedToOneCpu(const PinnedToOneCpu&) = delete;
+    PinnedToOneCpu& operator=(const PinnedToOneCpu&) = delete;
+
+private:
+    cpu_set_t saved_;
+};
+
 }  // namespace
 
 TEST_CASE("an empty file gives every default", "[config]") {
@@ -71,6 +106,18 @@ TEST_CASE("an empty file gives every default", "[config]") {
     CHECK(config->server.keep_alive_timeout == std::chrono::milliseconds(5000));
     CHECK(config->server.max_keep_alive_requests == 1000);
     CHECK(config->server.max_body_bytes == 1024 * 1024);
+    CHECK(config->server.engine == EngineKind::event);
+    CHECK(config->server.io_threads == std::min(affinity_cpus(), 256));
+    CHECK(config->server.workers == 16);
+    CHECK(config->server.worker_queue == 1024);
+    CHECK(config->server.max_connections == 16384);
+    CHECK(config->server.header_timeout == std::chrono::milliseconds(10000));
+    CHECK(config->server.body_timeout == std::chrono::milliseconds(60000));
+    CHECK(config->server.send_timeout == std::chrono::milliseconds(60000));
+    CHECK(config->server.max_header_bytes == 16 * 1024);
+    CHECK(config->server.max_headers == 100);
+    CHECK(config->server.max_uri_bytes == 8 * 1024);
+    CHECK(config->server.inline_warn == std::chrono::milliseconds(5));
     CHECK(config->logging.level == "info");
     CHECK(config->logging.format == "text");
     CHECK(config->logging.access_log);
@@ -416,6 +463,192 @@ TEST_CASE("integers must be unquoted and in range", "[config]") {
     const auto config = load_ok(dir.write("t.yaml", "server: {max_threads: +100000, max_queued: 1000000}"));
     CHECK(config->server.max_threads == 100000);
     CHECK(config->server.max_queued == 1000000);
+}
+
+TEST_CASE("the struct's defaults leave io_threads unset for the loader to resolve", "[config]") {
+    const trellis::config::ServerConfig server;
+    CHECK(server.engine == EngineKind::event);
+    CHECK(server.io_threads == 0);
+    CHECK(trellis::config::admin_max_connections == 64);
+    CHECK(trellis::config::to_string(EngineKind::event) == "event");
+    CHECK(trellis::config::to_string(EngineKind::poco) == "poco");
+}
+
+TEST_CASE("the event engine's keys are read from a file", "[config]") {
+    TempDir dir;
+    const auto config = load_ok(dir.write("trellis.yaml", R"(server:
+  engine: poco
+  io_threads: 3
+  workers: 4096
+  worker_queue: 0
+  max_connections: 10000000
+  header_timeout: 2s
+  body_timeout: 1m
+  send_timeout: 1500
+  max_header_bytes: 32KiB
+  max_headers: 10000
+  max_uri_bytes: 256
+  inline_warn: 1ms
+)"));
+    CHECK(config->server.engine == EngineKind::poco);
+    CHECK(config->server.io_threads == 3);
+    CHECK(config->server.workers == 4096);
+    CHECK(config->server.worker_queue == 0);
+    CHECK(config->server.max_connections == 10'000'000);
+    CHECK(config->server.header_timeout == std::chrono::milliseconds(2000));
+    CHECK(config->server.body_timeout == std::chrono::milliseconds(60000));
+    CHECK(config->server.send_timeout == std::chrono::milliseconds(1500));
+    CHECK(config->server.max_header_bytes == 32 * 1024);
+    CHECK(config->server.max_headers == 10000);
+    CHECK(config->server.max_uri_bytes == 256);
+    CHECK(config->server.inline_warn == std::chrono::milliseconds(1));
+
+    const auto bounds = load_ok(dir.write("bounds.yaml", R"(server:
+  engine: event
+  io_threads: 256
+  workers: 1
+  worker_queue: 1000000
+  max_connections: 1
+  max_header_bytes: 1KiB
+  max_headers: 1
+  max_uri_bytes: 1MiB
+)"));
+    CHECK(bounds->server.engine == EngineKind::event);
+    CHECK(bounds->server.io_threads == 256);
+    CHECK(bounds->server.workers == 1);
+    CHECK(bounds->server.worker_queue == 1'000'000);
+    CHECK(bounds->server.max_connections == 1);
+    CHECK(bounds->server.max_header_bytes == 1024);
+    CHECK(bounds->server.max_headers == 1);
+    CHECK(bounds->server.max_uri_bytes == 1024 * 1024);
+}
+
+TEST_CASE("the event engine's keys are read from the environment", "[config]") {
+    TempDir dir;
+    const fs::path main = dir.write("trellis.yaml", "server:\n  engine: event\n  workers: 8\n");
+    const auto config = load_ok(main, {
+                                          {"TRELLIS_SERVER__ENGINE", "poco"},
+                                          {"TRELLIS_SERVER__IO_THREADS", "2"},
+                                          {"TRELLIS_SERVER__WORKERS", "32"},
+                                          {"TRELLIS_SERVER__WORKER_QUEUE", "50"},
+                                          {"TRELLIS_SERVER__MAX_CONNECTIONS", "100"},
+                                          {"TRELLIS_SERVER__HEADER_TIMEOUT", "3s"},
+                                          {"TRELLIS_SERVER__BODY_TIMEOUT", "4s"},
+                                          {"TRELLIS_SERVER__SEND_TIMEOUT", "5s"},
+                                          {"TRELLIS_SERVER__MAX_HEADER_BYTES", "8KiB"},
+                                          {"TRELLIS_SERVER__MAX_HEADERS", "50"},
+                                          {"TRELLIS_SERVER__MAX_URI_BYTES", "2KiB"},
+                                          {"TRELLIS_SERVER__INLINE_WARN", "20ms"},
+                                      });
+    CHECK(config->server.engine == EngineKind::poco);
+    CHECK(config->server.io_threads == 2);
+    CHECK(config->server.workers == 32);
+    CHECK(config->server.worker_queue == 50);
+    CHECK(config->server.max_connections == 100);
+    CHECK(config->server.header_timeout == std::chrono::milliseconds(3000));
+    CHECK(config->server.body_timeout == std::chrono::milliseconds(4000));
+    CHECK(config->server.send_timeout == std::chrono::milliseconds(5000));
+    CHECK(config->server.max_header_bytes == 8 * 1024);
+    CHECK(config->server.max_headers == 50);
+    CHECK(config->server.max_uri_bytes == 2 * 1024);
+    CHECK(config->server.inline_warn == std::chrono::milliseconds(20));
+}
+
+TEST_CASE("io_threads left unset is the number of CPUs in the affinity mask", "[config]") {
+    TempDir dir;
+    const fs::path main = dir.write("trellis.yaml", "server:\n  listen: 127.0.0.1:8080\n");
+    CHECK(load_ok(main)->server.io_threads == std::min(affinity_cpus(), 256));
+    {
+        const PinnedToOneCpu pinned;  // `taskset -c N trellis serve`
+        REQUIRE(affinity_cpus() == 1);
+        CHECK(load_ok(main)->server.io_threads == 1);
+        CHECK(load_ok(main, {{"TRELLIS_SERVER__IO_THREADS", "4"}})->server.io_threads == 4);
+    }
+    CHECK(load_ok(main)->server.io_threads == std::min(affinity_cpus(), 256));
+}
+
+TEST_CASE("the event engine's keys refuse bad values, naming key, file and line", "[config]") {
+    CHECK(server_value_error("engine", "nginx") == "expected one of event, poco, got 'nginx'");
+    CHECK(server_value_error("engine", "Event") == "expected one of event, poco, got 'Event'");
+    CHECK(server_value_error("engine", "", 3) == "expected one of event, poco, got nothing (null)");
+
+    const std::string loops = "expected an integer from 1 to 256, ";
+    CHECK(server_value_error("io_threads", "0") == loops + "got '0'");
+    CHECK(server_value_error("io_threads", "1000") == loops + "got '1000'");
+    CHECK(server_value_error("io_threads", "-1") == loops + "got '-1'");
+    CHECK(server_value_error("io_threads", "all") == loops + "got 'all'");
+    CHECK(server_value_error("workers", "0") == "expected an integer from 1 to 4096, got '0'");
+    CHECK(server_value_error("workers", "many") == "expected an integer from 1 to 4096, got 'many'");
+    CHECK(server_value_error("workers", "4097") == "expected an integer from 1 to 4096, got '4097'");
+    CHECK(server_value_error("worker_queue", "-1") == "expected an integer from 0 to 1000000, got '-1'");
+    CHECK(server_value_error("worker_queue", "1000001") == "expected an integer from 0 to 1000000, got '1000001'");
+    CHECK(server_value_error("max_connections", "0") == "expected an integer from 1 to 10000000, got '0'");
+    CHECK(server_value_error("max_connections", "10000001") ==
+          "expected an integer from 1 to 10000000, got '10000001'");
+    CHECK(server_value_error("max_headers", "0") == "expected an integer from 1 to 10000, got '0'");
+    CHECK(server_value_error("max_headers", "10001") == "expected an integer from 1 to 10000, got '10001'");
+    CHECK(server_value_error("max_headers", "1e2") == "expected an integer from 1 to 10000, got '1e2'");
+
+    const std::string duration =
+        "expected a duration above zero such as 500ms, 5s or 1m (a bare integer is milliseconds), ";
+    for (const std::string key : {"header_timeout", "body_timeout", "send_timeout", "inline_warn"}) {
+        for (const std::string bad : {"0", "0ms", "0s", "-1s", "-5", "soon", "1.5s", "5h"}) {
+            INFO(key + ": " + bad);
+            CHECK(server_value_error(key, bad) == duration + "got '" + bad + "'");
+        }
+        CHECK(server_value_error(key, "[5s]", 3) == duration + "got a list");
+    }
+
+    const std::string header_size = "expected a size from 1KiB to 1MiB (units B, KiB, MiB, GiB), ";
+    CHECK(server_value_error("max_header_bytes", "1023") == header_size + "got '1023'");
+    CHECK(server_value_error("max_header_bytes", "512B") == header_size + "got '512B'");
+    CHECK(server_value_error("max_header_bytes", "0") == header_size + "got '0'");
+    CHECK(server_value_error("max_header_bytes", "1025KiB") == header_size + "got '1025KiB'");
+    CHECK(server_value_error("max_header_bytes", "16KB") == header_size + "got '16KB'");
+    CHECK(server_value_error("max_header_bytes", "big") == header_size + "got 'big'");
+    const std::string uri_size = "expected a size from 256B to 1MiB (units B, KiB, MiB, GiB), ";
+    CHECK(server_value_error("max_uri_bytes", "255") == uri_size + "got '255'");
+    CHECK(server_value_error("max_uri_bytes", "2MiB") == uri_size + "got '2MiB'");
+    CHECK(server_value_error("max_uri_bytes", "-8KiB") == uri_size + "got '-8KiB'");
+}
+
+TEST_CASE("a bad event engine value from the environment names the variable", "[config]") {
+    CHECK(single_error("", {{"TRELLIS_SERVER__ENGINE", "nginx"}}) ==
+          "environment TRELLIS_SERVER__ENGINE: key 'server.engine': expected one of event, poco, got 'nginx'");
+    CHECK(single_error("", {{"TRELLIS_SERVER__IO_THREADS", "0"}}) ==
+          "environment TRELLIS_SERVER__IO_THREADS: key 'server.io_threads': expected an integer from 1 to 256, "
+          "got '0'");
+    CHECK(single_error("", {{"TRELLIS_SERVER__IO_THREADS", "1000"}}) ==
+          "environment TRELLIS_SERVER__IO_THREADS: key 'server.io_threads': expected an integer from 1 to 256, "
+          "got '1000'");
+    CHECK(single_error("", {{"TRELLIS_SERVER__HEADER_TIMEOUT", "0s"}}) ==
+          "environment TRELLIS_SERVER__HEADER_TIMEOUT: key 'server.header_timeout': expected a duration above zero "
+          "such as 500ms, 5s or 1m (a bare integer is milliseconds), got '0s'");
+    CHECK(single_error("", {{"TRELLIS_SERVER__MAX_HEADER_BYTES", "100"}}) ==
+          "environment TRELLIS_SERVER__MAX_HEADER_BYTES: key 'server.max_header_bytes': expected a size from 1KiB "
+          "to 1MiB (units B, KiB, MiB, GiB), got '100'");
+    CHECK(single_error("", {{"TRELLIS_SERVER__WORKERS", "lots"}}) ==
+          "environment TRELLIS_SERVER__WORKERS: key 'server.workers': expected an integer from 1 to 4096, got "
+          "'lots'");
+}
+
+TEST_CASE("misspelt event engine keys are unknown, with the key meant", "[config]") {
+    TempDir dir;
+    const fs::path main = dir.write("trellis.yaml", R"(server:
+  io_thread: 2
+  worker: 4
+  engin: poco
+  max_header: 10
+  inline_warns: 5ms
+)");
+    const std::string file = main.string();
+    CHECK(load_errors(main) == Errors{
+                                   file + ":2:3: unknown key 'server.io_thread' (did you mean 'io_threads'?)",
+                                   file + ":3:3: unknown key 'server.worker' (did you mean 'workers'?)",
+                                   file + ":4:3: unknown key 'server.engin' (did you mean 'engine'?)",
+                                   file + ":5:3: unknown key 'server.max_header' (did you mean 'max_headers'?)",
+                                   file + ":6:3: unknown key 'server.inline_warns' (did you mean 'inline_warn'?)",
+                               });
 }
 
 TEST_CASE("listen addresses are host:port with bracketed IPv6", "[config]") {
