@@ -31,7 +31,8 @@ public:
                                        {"calls", ++calls_},
                                        {"stdlib", stdlib()}});
         });
-        context.get("/invalid", [](trellis::Request&, trellis::Response&) {
+        // 1.2: the non-blocking flag from an SDK built with another toolchain.
+        context.non_blocking().get("/invalid", [](trellis::Request&, trellis::Response&) {
             throw trellis::HttpError(422, "invalid", "thrown across the plugin's own frames");
         });
     }

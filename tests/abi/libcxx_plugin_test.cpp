@@ -35,3 +35,15 @@ TEST_CASE("a clang++/libc++ SDK plugin serves a route with a path parameter and 
     CHECK(bad_json.status == 400);
     CHECK(server.get("/livez").status == 200);
 }
+
+TEST_CASE("a clang++/libc++ SDK plugin's non_blocking() reaches the host as the 1.2 route flag", "[abi]") {
+    test::TestServer server(test::config_yaml("  libcxx: {}\n"));
+    const plugin::Instance* libcxx = nullptr;
+    for (const auto& instance : server.runtime().instances())
+        if (instance->name() == "libcxx") libcxx = instance.get();
+    REQUIRE(libcxx);
+    for (const auto& route : libcxx->routes()) {
+        INFO(route.method << " " << route.path);
+        CHECK(route.non_blocking == (route.path == "/invalid"));
+    }
+}
