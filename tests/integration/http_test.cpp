@@ -148,7 +148,7 @@ TEST_CASE("health endpoints answer on the public listener", "[http]") {
     TestServer server(config_yaml("  hello: {}\n"));
     CHECK(server.get("/livez").json()["status"] == "ok");
     CHECK(server.get("/readyz").status == 200);
-    server.pipeline().set_ready(false);
+    server.host().set_ready(false);
     CHECK(server.get("/readyz").status == 503);
     CHECK(server.get("/livez").status == 200);
 }
@@ -156,8 +156,9 @@ TEST_CASE("health endpoints answer on the public listener", "[http]") {
 TEST_CASE("a port that is already in use is an error naming the address", "[http]") {
     TestServer server(config_yaml("  hello: {}\n"));
     engine::Options options;
+    options.kind = server.config().server.engine == config::EngineKind::poco ? engine::Kind::poco : engine::Kind::event;
     options.port = server.port();
-    auto second = engine::make_poco_engine(options, [](http::Request&, http::Response&) {});
+    auto second = engine::make_engine(options, [](engine::Exchange& exchange) { exchange.complete(); });
     REQUIRE_FALSE(second);
     CHECK_THAT(second.error(), Contains("cannot listen on 127.0.0.1:" + std::to_string(server.port())));
 }

@@ -35,7 +35,7 @@ TEST_CASE("two instances of one plugin live side by side with separate state", "
     request.path = "/alpha/count";
     http::Response response;
     runtime::Pipeline old_pipeline(first);
-    old_pipeline.handle(request, response, runtime::Listener::public_);
+    old_pipeline.handle(request, response, runtime::ListenerRoutes("public", true));
     CHECK(nlohmann::json::parse(response.body)["count"] == 3);
 
     // Releasing the last holder of the old runtime shuts down only its instance.

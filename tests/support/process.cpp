@@ -69,7 +69,8 @@ std::string Process::output() const { return read_file(output_); }
 
 std::vector<std::string> minimal_environment() {
     std::vector<std::string> env;
-    for (const char* name : {"PATH", "HOME"})
+    // TRELLIS_SERVER__ENGINE: the engine this test pass runs against (see ./dev test).
+    for (const char* name : {"PATH", "HOME", "TRELLIS_SERVER__ENGINE"})
         if (const char* value = std::getenv(name)) env.push_back(std::string(name) + "=" + value);
     return env;
 }

@@ -32,7 +32,7 @@ private:
     std::filesystem::path output_;
 };
 
-// PATH and HOME of this process, for children that need nothing else.
+// PATH, HOME and TRELLIS_SERVER__ENGINE of this process, for children that need nothing else.
 std::vector<std::string> minimal_environment();
 
 // Polls GET /livez on the port until it answers or `timeout` passes.

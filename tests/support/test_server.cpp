@@ -1,6 +1,7 @@
 // In-process Trellis for tests.
 #include "support/test_server.hpp"
 
+#include <cstdlib>
 #include <stdexcept>
 
 #include <catch2/catch.hpp>
@@ -26,33 +27,34 @@ std::shared_ptr<const config::Config> load_config(const TempDir& dir, const std:
     return *loaded;
 }
 
+Environment with_engine(Environment environment) {
+    for (const auto& [name, value] : environment)
+        if (name == "TRELLIS_SERVER__ENGINE") return environment;
+    if (const char* engine = std::getenv("TRELLIS_SERVER__ENGINE")) environment.emplace_back("TRELLIS_SERVER__ENGINE", engine);
+    return environment;
+}
+
 TestServer::TestServer(const std::string& yaml, const Environment& environment) {
-    auto config = load_config(dir_, yaml, environment);
+    auto loaded = load_config(dir_, yaml, with_engine(environment));
+    auto config = std::make_shared<config::Config>(*loaded);
+    config->server.listen.port = 0;  // free ports
+    config->server.admin_listen.port = 0;
+    config_ = config;
     logging::configure(config->logging);
-    auto built = runtime::Runtime::build(config, libraries_);
-    if (!built) {
+    auto file = dir_.path() / "trellis.yaml";
+    auto env = with_engine(environment);
+    auto made = host::Host::create(config_, [file, env] { return config::load({file, env}); });
+    if (!made) {
         std::string all;
-        for (const auto& error : built.error()) all += error + "\n";
-        throw std::runtime_error("runtime did not build:\n" + all);
+        for (const auto& error : made.error()) all += error + "\n";
+        throw std::runtime_error("the server did not start:\n" + all);
     }
-    pipeline_ = std::make_unique<runtime::Pipeline>(*built);
-    engine::Options options;
-    options.host = "127.0.0.1";
-    options.port = 0;
-    options.max_threads = 32;
-    options.max_body_bytes = config->server.max_body_bytes;
-    options.keep_alive_timeout = config->server.keep_alive_timeout;
-    auto* pipeline = pipeline_.get();
-    auto made = engine::make_poco_engine(options, [pipeline](http::Request& request, http::Response& response) {
-        pipeline->handle(request, response, runtime::Listener::public_);
-    });
-    if (!made) throw std::runtime_error(made.error());
-    engine_ = std::move(*made);
-    engine_->start();
+    host_ = std::move(*made);
+    host_->start();
 }
 
 TestServer::~TestServer() {
-    if (engine_) engine_->stop();
+    if (host_) host_->drain();
 }
 
 const runtime::PluginReport* find_report(const runtime::Runtime& runtime, const std::string& name) {

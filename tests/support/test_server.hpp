@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "engine/engine.hpp"
+#include "host/host.hpp"
 #include "plugin/loader.hpp"
 #include "runtime/pipeline.hpp"
 #include "runtime/runtime.hpp"
@@ -27,6 +28,13 @@ std::string config_yaml(const std::string& plugins_body, const std::string& top 
 std::shared_ptr<const config::Config> load_config(const TempDir& dir, const std::string& yaml,
                                                   const Environment& environment = {});
 
+// The engine the suites run against: `server.engine` from TRELLIS_SERVER__ENGINE when this
+// process has it (./dev test runs the suites once per engine), else the configured default.
+// TestServer and the CLI tests' child processes both follow it.
+Environment with_engine(Environment environment);
+
+// A real host (runtime, worker pool, engine) on a free loopback port; the admin listener is
+// on a free port too.
 class TestServer {
 public:
     explicit TestServer(const std::string& yaml, const Environment& environment = {});
@@ -40,17 +48,19 @@ public:
         return request("GET", target, {}, headers);
     }
 
-    std::uint16_t port() const { return engine_->port(); }
-    const runtime::Runtime& runtime() const { return *pipeline_->current(); }
-    runtime::Pipeline& pipeline() { return *pipeline_; }
-    plugin::LibraryCache& libraries() { return libraries_; }
+    std::uint16_t port() const { return host_->public_port(); }
+    std::uint16_t admin_port() const { return host_->admin_port(); }
+    const runtime::Runtime& runtime() const { return *host_->pipeline().current(); }
+    runtime::Pipeline& pipeline() { return host_->pipeline(); }
+    host::Host& host() { return *host_; }
+    plugin::LibraryCache& libraries() { return host_->libraries(); }
     const TempDir& dir() const { return dir_; }
+    const config::Config& config() const { return *config_; }
 
 private:
     TempDir dir_;
-    plugin::LibraryCache libraries_;
-    std::unique_ptr<runtime::Pipeline> pipeline_;
-    std::unique_ptr<engine::Engine> engine_;
+    std::shared_ptr<const config::Config> config_;
+    std::unique_ptr<host::Host> host_;
 };
 
 const runtime::PluginReport* find_report(const runtime::Runtime& runtime, const std::string& name);

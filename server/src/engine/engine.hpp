@@ -1,6 +1,7 @@
 // The HTTP engine adapter: the only place that knows which HTTP library serves sockets.
-// Everything above it sees trellis::http::Request/Response; a different engine (an
-// event-driven one, for example) replaces poco_engine.cpp without touching the rest.
+// Everything above it sees trellis::http::Request/Response. Two engines: `event` (Boost.Asio
+// event loops and Beast's parser, event_engine.cpp) and `poco` (Poco's thread-per-connection
+// HTTPServer, poco_engine.cpp); make_engine() picks one from server.engine.
 #pragma once
 
 #include <chrono>
@@ -16,20 +17,60 @@
 
 namespace trellis::engine {
 
+enum class Kind { event, poco };
+
 struct Options {
+    Kind kind = Kind::event;
     std::string name = "public";  // for logs and thread names
     std::string host = "127.0.0.1";
     std::uint16_t port = 8080;  // 0 picks a free port (tests)
+
+    // Both engines.
+    std::chrono::milliseconds keep_alive_timeout{5000};
+    int max_keep_alive_requests = 1000;  // 0: no limit
+    std::size_t max_body_bytes = 1024 * 1024;
+    std::chrono::milliseconds header_timeout{10000};  // the whole request head
+    std::chrono::milliseconds body_timeout{60000};    // the body, from the end of the head
+    std::chrono::milliseconds send_timeout{60000};    // a response that makes no progress
+    std::size_t max_header_bytes = 16 * 1024;         // 431 beyond
+    int max_headers = 100;                            // 431 beyond
+    std::size_t max_uri_bytes = 8 * 1024;             // 414 beyond
+
+    // Event engine.
+    int io_threads = 1;
+    int max_connections = 16384;  // beyond it the listener stops accepting until one closes
+
+    // Poco engine: thread per connection.
     int max_threads = 512;
     int max_queued = 1024;
-    std::chrono::milliseconds keep_alive_timeout{5000};
-    int max_keep_alive_requests = 1000;
-    std::size_t max_body_bytes = 1024 * 1024;
 };
 
-// Called on an engine thread for every request; must not throw (the engine guards anyway).
+// One request and its response. The engine owns it and hands it to the handler; the handler
+// fills `response` and calls complete() exactly once, from any thread, and must not touch the
+// exchange afterwards. Until then the engine keeps the exchange (and its connection) alive.
+class Exchange {
+public:
+    http::Request request;
+    http::Response response;
+
+    // True when the handler is called on an event loop thread, which must never block: the
+    // host then runs blocking work on its worker pool. False on the Poco engine, whose
+    // handler thread belongs to one connection and may block.
+    bool on_event_loop() const { return on_event_loop_; }
+
+    virtual void complete() noexcept = 0;
+
+protected:
+    explicit Exchange(bool on_event_loop) : on_event_loop_(on_event_loop) {}
+    ~Exchange() = default;
+
+private:
+    bool on_event_loop_;
+};
+
+// Called for every request that passed the engine's checks; must not throw.
 // request.body_too_large is set when the body exceeded max_body_bytes (body is empty then).
-using Handler = std::function<void(http::Request&, http::Response&)>;
+using Handler = std::function<void(Exchange&)>;
 
 class Engine {
 public:
@@ -42,6 +83,11 @@ public:
 };
 
 // Binds the socket immediately so that a busy port is reported before anything starts.
+tl::expected<std::unique_ptr<Engine>, std::string> make_engine(const Options& options, Handler handler);
 tl::expected<std::unique_ptr<Engine>, std::string> make_poco_engine(const Options& options, Handler handler);
+tl::expected<std::unique_ptr<Engine>, std::string> make_event_engine(const Options& options, Handler handler);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
+std::uint64_t raise_file_limit();
 
 }  // namespace trellis::engine

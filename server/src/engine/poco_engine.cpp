@@ -6,6 +6,8 @@
 // that. Defaults (512 threads, 1024 queued, 5 s) answer 256 concurrent keep-alive clients
 // without any of them waiting.
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <charconv>
 #include <istream>
 
@@ -87,28 +89,52 @@ void send(const http::Response& response, Poco::Net::HTTPServerResponse& out, bo
     out.sendBuffer(response.body.data(), response.body.size());
 }
 
+// The exchange of one Poco request. The host completes it on this handler thread (it may
+// block here), but complete() from another thread works too: the handler waits for it.
+class PocoExchange final : public Exchange {
+public:
+    PocoExchange() : Exchange(false) {}
+    void complete() noexcept override {
+        std::lock_guard lock(mutex_);
+        done_ = true;
+        done_signal_.notify_one();
+    }
+    void wait() {
+        std::unique_lock lock(mutex_);
+        done_signal_.wait(lock, [this] { return done_; });
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable done_signal_;
+    bool done_ = false;
+};
+
 class RequestHandler final : public Poco::Net::HTTPRequestHandler {
 public:
     RequestHandler(const Handler& handler, std::size_t max_body, const std::atomic<bool>& draining)
         : handler_(handler), max_body_(max_body), draining_(draining) {}
 
     void handleRequest(Poco::Net::HTTPServerRequest& in, Poco::Net::HTTPServerResponse& out) override {
-        http::Response response;
+        PocoExchange exchange;
         try {
-            http::Request request = translate(in, max_body_);
+            exchange.request = translate(in, max_body_);
             // An unread body would be parsed as the next request: close instead.
-            if (request.body_too_large) response.close_connection = true;
-            handler_(request, response);
+            if (exchange.request.body_too_large) exchange.response.close_connection = true;
         } catch (const Poco::Net::NetException&) {
             throw;  // the client went away; Poco closes the connection
         } catch (...) {
             http::Request bare;
             bare.path = in.getURI();
-            response = http::Response{};
-            http::set_problem(response, bare, 500, "internal_error", "The request could not be completed.");
+            http::set_problem(exchange.response, bare, 400, "bad_request", "The request could not be read.");
+            exchange.response.close_connection = true;
+            send(exchange.response, out, true);
+            return;
         }
+        handler_(exchange);
+        exchange.wait();
         if (out.sent()) return;
-        send(response, out, draining_.load());
+        send(exchange.response, out, draining_.load());
     }
 
 private:

@@ -82,6 +82,7 @@ void Response::add_header(std::string_view name, std::string_view value) {
 
 std::string_view reason_phrase(int status) {
     switch (status) {
+        case 100: return "Continue";
         case 200: return "OK";
         case 201: return "Created";
         case 202: return "Accepted";
@@ -96,18 +97,22 @@ std::string_view reason_phrase(int status) {
         case 404: return "Not Found";
         case 405: return "Method Not Allowed";
         case 406: return "Not Acceptable";
+        case 408: return "Request Timeout";
         case 409: return "Conflict";
         case 410: return "Gone";
         case 412: return "Precondition Failed";
         case 413: return "Content Too Large";
+        case 414: return "URI Too Long";
         case 415: return "Unsupported Media Type";
         case 422: return "Unprocessable Content";
         case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
         case 500: return "Internal Server Error";
         case 501: return "Not Implemented";
         case 502: return "Bad Gateway";
         case 503: return "Service Unavailable";
         case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
         default: break;
     }
     if (status >= 200 && status < 300) return "Success";

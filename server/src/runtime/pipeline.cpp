@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <iterator>
+#include <stdexcept>
 
 #include <fmt/compile.h>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include "http/problem.hpp"
 #include "http/request_id.hpp"
 #include "plugin/host_api.hpp"
+#include "host/worker_pool.hpp"
 #include "runtime/logging.hpp"
 
 namespace trellis::runtime {
@@ -58,107 +60,206 @@ trellis_status run_terminal(void* context) {
     return TRELLIS_OK;
 }
 
-void answer_json(http::Response& response, int status, const nlohmann::json& body) {
-    response.status = status;
-    response.set_header("Content-Type", "application/json");
-    response.set_header("Cache-Control", "no-store");
-    response.body = body.dump();
-}
-
 }  // namespace
 
-Pipeline::Pipeline(std::shared_ptr<const Runtime> initial)
-    : runtime_(std::move(initial)), log_(logging::get("trellis")), access_log_(logging::get("access")) {}
+void ListenerRoutes::add(std::string_view method, std::string_view path, Answer answer) {
+    if (auto added = router_.add(method, path, answers_.size(), "the host"); !added)
+        throw std::logic_error("host route " + std::string(method) + " " + std::string(path) + ": " + added.error());
+    answers_.push_back(std::move(answer));
+}
+
+struct Pipeline::Work {
+    engine::Exchange* exchange = nullptr;  // null when called without an engine
+    http::Request* request = nullptr;
+    http::Response* response = nullptr;
+    std::shared_ptr<const Runtime> runtime;
+    http::RouteMatch match;
+    std::chrono::steady_clock::time_point started;
+};
+
+Pipeline::Pipeline(std::shared_ptr<const Runtime> initial, PipelineOptions options)
+    : runtime_(std::move(initial)),
+      options_(options),
+      log_(logging::get("trellis")),
+      access_log_(logging::get("access")) {}
 
 void Pipeline::replace(std::shared_ptr<const Runtime> next) { runtime_.store(std::move(next)); }
 
-void Pipeline::handle(http::Request& request, http::Response& response, Listener listener) const {
-    auto started = std::chrono::steady_clock::now();
+void Pipeline::handle(http::Request& request, http::Response& response, const ListenerRoutes& listener) const {
+    // No engine: a local exchange that runs everything on this thread.
+    struct Local final : engine::Exchange {
+        Local() : Exchange(false) {}
+        void complete() noexcept override {}
+    } local;
+    local.request = std::move(request);
+    local.response = std::move(response);
+    handle(local, listener);
+    request = std::move(local.request);
+    response = std::move(local.response);
+}
+
+void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener) const {
+    Work work;
+    work.exchange = &exchange;
+    work.request = &exchange.request;
+    work.response = &exchange.response;
+    work.started = std::chrono::steady_clock::now();
+    http::Request& request = exchange.request;
+    http::Response& response = exchange.response;
     request.request_id = http::choose_request_id(request.header(http::request_id_header));
-    std::shared_ptr<const Runtime> runtime = runtime_.load();
     try {
-        dispatch(*runtime, request, response, listener);
+        if (request.body_too_large) {
+            response.close_connection = true;
+            http::set_problem(response, request, 413, "payload_too_large",
+                              "The request body exceeds the limit of this server.");
+            return finish(work);
+        }
+        http::RouteMatch own = listener.router().match(request.method, request.path);
+        if (own.kind == http::RouteMatch::Kind::found) {
+            listener.answer(own.route_id)(request, response);
+            return finish(work);
+        }
+        if (!listener.serves_plugins()) {
+            if (own.kind == http::RouteMatch::Kind::method_not_allowed) {
+                response.set_header("Allow", own.allow);
+                http::set_problem(response, request, 405, "method_not_allowed",
+                                  "The resource does not support " + request.method + ".");
+            } else {
+                http::set_problem(response, request, 404, "not_found",
+                                  "No " + listener.name() + " resource matches this path.");
+            }
+            return finish(work);
+        }
+
+        work.runtime = runtime_.load();
+        const Runtime& runtime = *work.runtime;
+        work.match = runtime.router().match(request.method, request.path);
+        if (work.match.kind == http::RouteMatch::Kind::found && work.match.route_id >= runtime.targets().size())
+            work.match.kind = http::RouteMatch::Kind::method_not_allowed;  // a host path with another method
+        const bool may_block = work.match.kind == http::RouteMatch::Kind::found
+                                   ? !runtime.target(work.match.route_id).runs_inline
+                                   : !runtime.global_chain_inline();
+        const bool to_workers = exchange.on_event_loop() && options_.workers &&
+                                (may_block || (options_.force_workers && work.match.kind == http::RouteMatch::Kind::found));
+        if (!to_workers) {
+            if (!exchange.on_event_loop()) {
+                run(work);
+                return finish(work);
+            }
+            run(work);
+            auto took = std::chrono::steady_clock::now() - work.started;
+            if (took > options_.inline_warn) {
+                std::string where = work.match.kind == http::RouteMatch::Kind::found
+                                        ? runtime.target(work.match.route_id).method + " " +
+                                              runtime.target(work.match.route_id).full_path + " of plugin '" +
+                                              runtime.target(work.match.route_id).instance->name() + "'"
+                                        : std::string("global middleware");
+                log_->warn("request {}: the inline route {} ran for {} us on an event loop (server.inline_warn is {} us); "
+                           "a route that can take this long should not be declared non-blocking",
+                           request.request_id, where,
+                           std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
+                           options_.inline_warn.count());
+            }
+            return finish(work);
+        }
+        auto job = std::make_shared<Work>(std::move(work));
+        if (options_.workers->submit([this, job] {
+                run(*job);
+                finish(*job);
+            }))
+            return;
+        work = std::move(*job);
+        response = http::Response{};
+        http::set_problem(response, request, 503, "overloaded",
+                          "The server has too many requests waiting; retry later.");
+        response.set_header("Retry-After", "1");
+        return finish(work);
+    } catch (const std::exception& e) {
+        log_->error("request {} {} {} failed in the host: {}", request.request_id, request.method, request.path,
+                    e.what());
+        response = http::Response{};
+        http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
+        return finish(work);
+    }
+}
+
+void Pipeline::run(Work& work) const noexcept {
+    http::Request& request = *work.request;
+    http::Response& response = *work.response;
+    try {
+        const Runtime& runtime = *work.runtime;
+        request.query_params = http::parse_query(request.query);
+        request.attributes.insert_or_assign("trellis.request_id", request.request_id);
+        http::RouteMatch& match = work.match;
+        request.path_params = std::move(match.params);
+
+        trellis_request abi_request{&request, {}};
+        trellis_response abi_response{&response};
+        Terminal terminal{&runtime, &match, &request, &response, &abi_request, &abi_response};
+        plugin::ChainRun chain;
+        chain.steps = match.kind == http::RouteMatch::Kind::found ? &runtime.target(match.route_id).chain
+                                                                  : &runtime.global_chain();
+        chain.request = &abi_request;
+        chain.response = &abi_response;
+        chain.terminal = run_terminal;
+        chain.terminal_context = &terminal;
+
+        const trellis_status status = plugin::run_chain(chain, 0);
+        if (status == TRELLIS_OK) return;
+
+        std::string where = chain.failed_at;
+        if (match.kind == http::RouteMatch::Kind::found && where == "handler") {
+            const auto& target = runtime.target(match.route_id);
+            where = "handler " + target.method + " " + target.full_path + " of plugin '" + target.instance->name() + "'";
+        }
+        const std::string_view reason =
+            abi_request.error.empty() ? std::string_view("no message given") : std::string_view(abi_request.error);
+        response = http::Response{};
+        if (status == TRELLIS_ERROR_UNAVAILABLE) {
+            // No database connection in time, or the database is down: the client may retry.
+            log_->warn("request {} {} {} unavailable in {}: {}", request.request_id, request.method, request.path,
+                       where, reason);
+            http::set_problem(response, request, 503, "unavailable",
+                              "The service is temporarily unable to handle the request; retry later.");
+            response.set_header("Retry-After", "1");
+            return;
+        }
+        log_->error("request {} {} {} failed in {}: {}", request.request_id, request.method, request.path, where,
+                    reason);
+        http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
     } catch (const std::exception& e) {
         log_->error("request {} {} {} failed in the host: {}", request.request_id, request.method, request.path,
                     e.what());
         response = http::Response{};
         http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
     }
-    response.set_header(http::request_id_header, request.request_id);
-
-    if (logging::access_log_enabled()) {
-        auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-        // Formatted here with a compiled format string, and milliseconds as integer parts
-        // (the same text as {:.3f} of micros / 1000.0): runtime format parsing and float
-        // formatting were most of the line's cost.
-        auto ms = micros.count();
-        fmt::memory_buffer line;
-        fmt::format_to(std::back_inserter(line), FMT_COMPILE("{} \"{} {}{}{} {}\" {} {} {}.{:03}ms id={}"),
-                       request.remote_address, request.method, request.path, request.query.empty() ? "" : "?",
-                       request.query, request.version, response.status, response.body.size(), ms / 1000, ms % 1000,
-                       request.request_id);
-        access_log_->log(spdlog::level::info, spdlog::string_view_t(line.data(), line.size()));
-    }
 }
 
-void Pipeline::dispatch(const Runtime& runtime, http::Request& request, http::Response& response,
-                        Listener listener) const {
-    if (request.body_too_large) {
-        response.close_connection = true;
-        http::set_problem(
-            response, request, 413, "payload_too_large",
-            "The request body exceeds " + std::to_string(runtime.config().server.max_body_bytes) + " bytes.");
-        return;
+void Pipeline::finish(Work& work) const noexcept {
+    http::Request& request = *work.request;
+    http::Response& response = *work.response;
+    try {
+        response.set_header(http::request_id_header, request.request_id);
+        if (logging::access_log_enabled()) {
+            auto micros =
+                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - work.started);
+            // Formatted here with a compiled format string, and milliseconds as integer parts
+            // (the same text as {:.3f} of micros / 1000.0): runtime format parsing and float
+            // formatting were most of the line's cost.
+            auto ms = micros.count();
+            fmt::memory_buffer line;
+            fmt::format_to(std::back_inserter(line), FMT_COMPILE("{} \"{} {}{}{} {}\" {} {} {}.{:03}ms id={}"),
+                           request.remote_address, request.method, request.path, request.query.empty() ? "" : "?",
+                           request.query, request.version, response.status, response.body.size(), ms / 1000,
+                           ms % 1000, request.request_id);
+            access_log_->log(spdlog::level::info, spdlog::string_view_t(line.data(), line.size()));
+        }
+    } catch (...) {
+        // Logging failed (out of memory): the response still goes out.
     }
-    if (request.path == "/livez" && (request.method == "GET" || request.method == "HEAD"))
-        return answer_json(response, 200, {{"status", "ok"}});
-    if (request.path == "/readyz" && (request.method == "GET" || request.method == "HEAD"))
-        return answer_json(response, ready_ ? 200 : 503, {{"status", ready_ ? "ready" : "not ready"}});
-    if (listener == Listener::admin) {
-        http::set_problem(response, request, 404, "not_found", "No admin resource matches this path.");
-        return;
-    }
-
-    request.query_params = http::parse_query(request.query);
-    request.attributes.insert_or_assign("trellis.request_id", request.request_id);
-    http::RouteMatch match = runtime.router().match(request.method, request.path);
-    if (match.kind == http::RouteMatch::Kind::found && match.route_id >= runtime.targets().size())
-        match.kind = http::RouteMatch::Kind::method_not_allowed;  // a host route with another method
-    request.path_params = std::move(match.params);
-
-    trellis_request abi_request{&request, {}};
-    trellis_response abi_response{&response};
-    Terminal terminal{&runtime, &match, &request, &response, &abi_request, &abi_response};
-    plugin::ChainRun run;
-    run.steps =
-        match.kind == http::RouteMatch::Kind::found ? &runtime.target(match.route_id).chain : &runtime.global_chain();
-    run.request = &abi_request;
-    run.response = &abi_response;
-    run.terminal = run_terminal;
-    run.terminal_context = &terminal;
-
-    const trellis_status status = plugin::run_chain(run, 0);
-    if (status == TRELLIS_OK) return;
-
-    std::string where = run.failed_at;
-    if (match.kind == http::RouteMatch::Kind::found && where == "handler") {
-        const auto& target = runtime.target(match.route_id);
-        where = "handler " + target.method + " " + target.full_path + " of plugin '" + target.instance->name() + "'";
-    }
-    const std::string_view reason =
-        abi_request.error.empty() ? std::string_view("no message given") : std::string_view(abi_request.error);
-    response = http::Response{};
-    if (status == TRELLIS_ERROR_UNAVAILABLE) {
-        // No database connection in time, or the database is down: the client may retry.
-        log_->warn("request {} {} {} unavailable in {}: {}", request.request_id, request.method, request.path, where,
-                   reason);
-        http::set_problem(response, request, 503, "unavailable",
-                          "The service is temporarily unable to handle the request; retry later.");
-        response.set_header("Retry-After", "1");
-        return;
-    }
-    log_->error("request {} {} {} failed in {}: {}", request.request_id, request.method, request.path, where, reason);
-    http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
+    // Release the runtime before the exchange is handed back: the engine may reuse it at once.
+    work.runtime.reset();
+    if (work.exchange) work.exchange->complete();
 }
 
 }  // namespace trellis::runtime

@@ -1,39 +1,81 @@
-// The request path through the host: request id, host endpoints, routing, the middleware
-// chains, the handler, problem+json for every failure, and the access log line.
+// The request path through the host: request id, the listener's own routes (health, admin),
+// routing, the middleware chains, the handler, problem+json for every failure, and the
+// access log line. Chains that may block run on the worker pool; the rest runs where the
+// engine called (an event loop, or a Poco connection thread).
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 
+#include "engine/engine.hpp"
 #include "http/message.hpp"
+#include "http/router.hpp"
 #include "runtime/runtime.hpp"
+
+namespace trellis::host {
+class WorkerPool;
+}
 
 namespace trellis::runtime {
 
-enum class Listener { public_, admin };
+// What one listener serves: the host's own routes (matched first, answered on the calling
+// thread without plugin middleware) and, on the public listener, the runtime's routes.
+class ListenerRoutes {
+public:
+    using Answer = std::function<void(const http::Request&, http::Response&)>;
+
+    ListenerRoutes(std::string name, bool serves_plugins) : name_(std::move(name)), serves_plugins_(serves_plugins) {}
+
+    // The answer must not block: it runs on an event loop.
+    void add(std::string_view method, std::string_view path, Answer answer);
+
+    const std::string& name() const { return name_; }
+    bool serves_plugins() const { return serves_plugins_; }
+    const http::Router& router() const { return router_; }
+    const Answer& answer(std::size_t id) const { return answers_[id]; }
+
+private:
+    std::string name_;
+    bool serves_plugins_;
+    http::Router router_;
+    std::vector<Answer> answers_;
+};
+
+struct PipelineOptions {
+    host::WorkerPool* workers = nullptr;            // null: everything runs where the engine calls
+    std::chrono::microseconds inline_warn{5000};    // an inline chain slower than this is logged
+    bool force_workers = false;                     // benchmarks: every plugin chain on the pool
+};
 
 class Pipeline {
 public:
-    explicit Pipeline(std::shared_ptr<const Runtime> initial);
+    explicit Pipeline(std::shared_ptr<const Runtime> initial, PipelineOptions options = {});
 
     // Swaps in a new runtime; requests in flight finish on the one they started with, and
     // the old runtime is released (plugins shut down) when its last request ends.
     void replace(std::shared_ptr<const Runtime> next);
     std::shared_ptr<const Runtime> current() const { return runtime_.load(); }
 
-    // /readyz answers 503 while not ready (starting, draining).
-    void set_ready(bool ready) { ready_ = ready; }
+    // Never throws; every failure becomes a problem+json response. Completes the exchange,
+    // on this thread or on a worker.
+    void handle(engine::Exchange& exchange, const ListenerRoutes& listener) const;
 
-    // Never throws; every failure becomes a problem+json response.
-    void handle(http::Request& request, http::Response& response, Listener listener) const;
+    // As handle(), for callers without an engine (tests): runs on this thread.
+    void handle(http::Request& request, http::Response& response, const ListenerRoutes& listener) const;
 
 private:
-    void dispatch(const Runtime& runtime, http::Request& request, http::Response& response, Listener listener) const;
+    struct Work;
+    void run(Work& work) const noexcept;
+    void finish(Work& work) const noexcept;
 
     std::atomic<std::shared_ptr<const Runtime>> runtime_;
-    std::atomic<bool> ready_{true};
+    PipelineOptions options_;
     std::shared_ptr<spdlog::logger> log_;  // looked up once: get() takes a lock
     std::shared_ptr<spdlog::logger> access_log_;
 };

@@ -196,7 +196,8 @@ private:
         std::vector<std::unique_ptr<plugin::MiddlewareBinding>> bindings;
         for (const auto& mw : (*instance)->middleware())
             bindings.push_back(std::make_unique<plugin::MiddlewareBinding>(
-                plugin::MiddlewareBinding{r.name, r.name + "." + mw.name, mw.on_middleware, mw.user_data}));
+                plugin::MiddlewareBinding{r.name, r.name + "." + mw.name, mw.on_middleware, mw.user_data,
+                                          mw.non_blocking}));
 
         std::vector<const plugin::MiddlewareBinding*> chain;
         for (const auto& name : c.config->middleware) {
@@ -294,11 +295,15 @@ private:
                 continue;
             }
             rt_.global_chain_.push_back(*found);
+            rt_.global_chain_inline_ = rt_.global_chain_inline_ && (*found)->non_blocking;
         }
         for (std::size_t i = 0; i < rt_.targets_.size(); ++i) {
             auto& chain = rt_.targets_[i].chain;
             chain = rt_.global_chain_;
             chain.insert(chain.end(), plugin_chains_[i].begin(), plugin_chains_[i].end());
+            rt_.targets_[i].runs_inline =
+                rt_.targets_[i].route->non_blocking &&
+                std::all_of(chain.begin(), chain.end(), [](const auto* step) { return step->non_blocking; });
         }
         return errors;
     }

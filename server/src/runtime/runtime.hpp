@@ -42,9 +42,13 @@ struct RouteTarget {
     std::string method;
     std::string full_path;                                // mount + route path
     std::vector<const plugin::MiddlewareBinding*> chain;  // global, then the plugin's own
+    // The handler and every middleware of its chain declared non-blocking (ABI 1.2): the
+    // whole request may run on an event loop.
+    bool runs_inline = false;
 };
 
-// Route ids reserved for the host's own endpoints (registered to refuse plugins that claim them).
+// Route ids reserved for the host's own endpoints, which the listeners serve before the
+// runtime's routes (host/host.cpp); registered here only to refuse plugins that claim them.
 inline constexpr std::size_t livez_route = static_cast<std::size_t>(-1);
 inline constexpr std::size_t readyz_route = static_cast<std::size_t>(-2);
 
@@ -83,6 +87,8 @@ public:
     const RouteTarget& target(std::size_t id) const { return targets_[id]; }
     const std::vector<RouteTarget>& targets() const { return targets_; }
     const std::vector<const plugin::MiddlewareBinding*>& global_chain() const { return global_chain_; }
+    // Every global middleware is non-blocking: unmatched requests (404, 405, 308) run inline.
+    bool global_chain_inline() const { return global_chain_inline_; }
     const std::vector<PluginReport>& plugins() const { return reports_; }
     const std::vector<std::unique_ptr<plugin::Instance>>& instances() const { return instances_; }
     db::Pool& database() const { return *database_; }
@@ -98,6 +104,7 @@ private:
     http::Router router_;
     std::vector<RouteTarget> targets_;
     std::vector<const plugin::MiddlewareBinding*> global_chain_;
+    bool global_chain_inline_ = true;
     std::vector<PluginReport> reports_;
 };
 

@@ -1,0 +1,169 @@
+// The running server.
+#include "host/host.hpp"
+
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/logging.hpp"
+
+namespace trellis::host {
+namespace {
+
+void answer_json(http::Response& response, int status, const nlohmann::json& body) {
+    response.status = status;
+    response.set_header("Content-Type", "application/json");
+    response.set_header("Cache-Control", "no-store");
+    response.body = body.dump();
+}
+
+engine::Kind engine_kind(config::EngineKind kind) {
+    return kind == config::EngineKind::poco ? engine::Kind::poco : engine::Kind::event;
+}
+
+}  // namespace
+
+engine::Options engine_options(const config::ServerConfig& server, bool admin) {
+    engine::Options options;
+    options.kind = engine_kind(server.engine);
+    options.name = admin ? "admin" : "public";
+    const auto& endpoint = admin ? server.admin_listen : server.listen;
+    options.host = endpoint.host;
+    options.port = endpoint.port;
+    options.keep_alive_timeout = server.keep_alive_timeout;
+    options.max_keep_alive_requests = server.max_keep_alive_requests;
+    options.max_body_bytes = server.max_body_bytes;
+    options.header_timeout = server.header_timeout;
+    options.body_timeout = server.body_timeout;
+    options.send_timeout = server.send_timeout;
+    options.max_header_bytes = server.max_header_bytes;
+    options.max_headers = server.max_headers;
+    options.max_uri_bytes = server.max_uri_bytes;
+    // The admin listener is small and separate, so health checks and metrics stay reachable
+    // when the public listener is full.
+    options.io_threads = admin ? 1 : server.io_threads;
+    options.max_connections = admin ? config::admin_max_connections : server.max_connections;
+    options.max_threads = admin ? 16 : server.max_threads;
+    options.max_queued = admin ? 64 : server.max_queued;
+    return options;
+}
+
+Host::Host(std::shared_ptr<const config::Config> config, ConfigSource reload_source)
+    : log_(logging::get("trellis")), reload_source_(std::move(reload_source)), config_(std::move(config)) {}
+
+tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr<const config::Config> config,
+                                                                 ConfigSource reload_source) {
+    std::unique_ptr<Host> host(new Host(config, std::move(reload_source)));
+    auto runtime = runtime::Runtime::build(config, host->libraries_);
+    if (!runtime) return tl::unexpected(std::move(runtime.error()));
+
+    const auto& server = config->server;
+    runtime::PipelineOptions options;
+    if (server.engine == config::EngineKind::event) {
+        host->workers_ = std::make_unique<WorkerPool>("trellis-worker", server.workers,
+                                                      static_cast<std::size_t>(server.worker_queue));
+        options.workers = host->workers_.get();
+    }
+    options.inline_warn = server.inline_warn;
+    // For benchmarks only: measures what the hop to a worker costs a non-blocking route.
+    if (const char* force = std::getenv("TRELLIS_FORCE_WORKERS"); force && std::string_view(force) == "1")
+        options.force_workers = true;
+    host->pipeline_ = std::make_unique<runtime::Pipeline>(*runtime, options);
+
+    auto public_routes = std::make_unique<runtime::ListenerRoutes>("public", true);
+    host->add_health_routes(*public_routes);
+    if (auto added = host->add_listener(std::move(public_routes), false); !added)
+        return tl::unexpected(config::Errors{added.error()});
+    if (server.admin_enabled) {
+        auto admin_routes = std::make_unique<runtime::ListenerRoutes>("admin", false);
+        host->add_health_routes(*admin_routes);
+        if (auto added = host->add_listener(std::move(admin_routes), true); !added)
+            return tl::unexpected(config::Errors{added.error()});
+    }
+    return host;
+}
+
+Host::~Host() {
+    if (!drained_) drain();
+}
+
+void Host::add_health_routes(runtime::ListenerRoutes& routes) {
+    routes.add("GET", "/livez", [](const http::Request&, http::Response& response) {
+        answer_json(response, 200, {{"status", "ok"}});
+    });
+    routes.add("GET", "/readyz", [this](const http::Request&, http::Response& response) {
+        const bool ready = ready_.load();
+        answer_json(response, ready ? 200 : 503, {{"status", ready ? "ready" : "not ready"}});
+    });
+}
+
+tl::expected<void, std::string> Host::add_listener(std::unique_ptr<runtime::ListenerRoutes> routes, bool admin) {
+    const runtime::Pipeline* pipeline = pipeline_.get();
+    const runtime::ListenerRoutes* served = routes.get();
+    auto made = engine::make_engine(engine_options(config_->server, admin),
+                                    [pipeline, served](engine::Exchange& exchange) { pipeline->handle(exchange, *served); });
+    if (!made) return tl::unexpected(made.error());
+    listeners_.push_back(Listener{std::move(routes), std::move(*made), admin});
+    return {};
+}
+
+void Host::start() {
+    for (auto& listener : listeners_) listener.engine->start();
+    started_ = true;
+    ready_ = true;
+}
+
+Host::ReloadResult Host::reload() {
+    std::lock_guard serialised(reload_mutex_);
+    ReloadResult result;
+    auto next_config = reload_source_();
+    if (!next_config) {
+        result.errors = std::move(next_config.error());
+        result.errors.push_back("reload aborted: the configuration has errors; still serving the previous one");
+        return result;
+    }
+    auto current = config();
+    if ((*next_config)->server.listen.text() != current->server.listen.text() ||
+        (*next_config)->server.admin_listen.text() != current->server.admin_listen.text() ||
+        (*next_config)->server.engine != current->server.engine)
+        log_->warn("listener addresses or server.engine changed; they take effect after a restart");
+    logging::configure((*next_config)->logging);
+    auto next = runtime::Runtime::build(*next_config, libraries_);
+    if (!next) {
+        result.errors = std::move(next.error());
+        result.errors.push_back("reload aborted; still serving the previous runtime");
+        return result;
+    }
+    pipeline_->replace(*next);
+    {
+        std::lock_guard lock(config_mutex_);
+        config_ = *next_config;
+    }
+    result.reloaded = true;
+    return result;
+}
+
+void Host::drain() {
+    if (drained_) return;
+    ready_ = false;
+    for (auto& listener : listeners_) listener.engine->stop();
+    if (workers_) workers_->stop();
+    // Releasing the last runtime shuts the plugins down in reverse dependency order.
+    if (pipeline_) pipeline_->replace(nullptr);
+    drained_ = true;
+}
+
+std::uint16_t Host::public_port() const { return listeners_.front().engine->port(); }
+
+std::uint16_t Host::admin_port() const {
+    for (const auto& listener : listeners_)
+        if (listener.admin) return listener.engine->port();
+    return 0;
+}
+
+std::shared_ptr<const config::Config> Host::config() const {
+    std::lock_guard lock(config_mutex_);
+    return config_;
+}
+
+}  // namespace trellis::host

@@ -1,0 +1,90 @@
+// The running server: one object owns the loaded plugin libraries, the current runtime, the
+// worker pool, the listeners and their engines, and offers reload() and drain(). Start-up and
+// reload build the runtime the same way; the CLI only wires signals to this object.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+#include <tl/expected.hpp>
+
+#include "config/config.hpp"
+#include "engine/engine.hpp"
+#include "host/worker_pool.hpp"
+#include "plugin/loader.hpp"
+#include "runtime/pipeline.hpp"
+#include "runtime/runtime.hpp"
+
+namespace trellis::host {
+
+// Loads the configuration again for a reload (the main file, conf.d and the environment).
+using ConfigSource = std::function<tl::expected<std::shared_ptr<const config::Config>, config::Errors>()>;
+
+class Host {
+public:
+    // Builds the runtime and binds every listener (a busy port is an error here), but serves
+    // nothing until start(). The errors say what failed, one message each.
+    static tl::expected<std::unique_ptr<Host>, config::Errors> create(std::shared_ptr<const config::Config> config,
+                                                                      ConfigSource reload_source);
+    ~Host();  // drain() if still serving
+    Host(const Host&) = delete;
+    Host& operator=(const Host&) = delete;
+
+    void start();
+
+    // Loads the configuration again and swaps in a runtime built from it. On any error the
+    // current runtime keeps serving and the errors are returned. One reload at a time.
+    struct ReloadResult {
+        bool reloaded = false;
+        config::Errors errors;
+    };
+    ReloadResult reload();
+
+    // /readyz answers 503 from now on; stop accepting, close idle connections, let requests
+    // in flight finish with Connection: close, then stop the workers and release the runtime
+    // (plugins shut down). Blocks until done; the caller enforces server.drain_timeout.
+    void drain();
+
+    bool ready() const { return ready_; }
+    void set_ready(bool ready) { ready_ = ready; }
+
+    std::uint16_t public_port() const;
+    std::uint16_t admin_port() const;  // 0 when the admin listener is off
+    runtime::Pipeline& pipeline() { return *pipeline_; }
+    plugin::LibraryCache& libraries() { return libraries_; }
+    std::shared_ptr<const config::Config> config() const;
+
+private:
+    Host(std::shared_ptr<const config::Config> config, ConfigSource reload_source);
+    void add_health_routes(runtime::ListenerRoutes& routes);
+    tl::expected<void, std::string> add_listener(std::unique_ptr<runtime::ListenerRoutes> routes, bool admin);
+
+    std::shared_ptr<spdlog::logger> log_;
+    ConfigSource reload_source_;
+    mutable std::mutex config_mutex_;
+    std::shared_ptr<const config::Config> config_;
+    std::mutex reload_mutex_;
+    std::atomic<bool> ready_{false};
+    plugin::LibraryCache libraries_;
+    std::unique_ptr<WorkerPool> workers_;
+    std::unique_ptr<runtime::Pipeline> pipeline_;
+    struct Listener {
+        std::unique_ptr<runtime::ListenerRoutes> routes;
+        std::unique_ptr<engine::Engine> engine;
+        bool admin = false;
+    };
+    std::vector<Listener> listeners_;
+    bool started_ = false;
+    bool drained_ = false;
+};
+
+// The engine options for one listener of this configuration.
+engine::Options engine_options(const config::ServerConfig& server, bool admin);
+
+}  // namespace trellis::host
