@@ -85,6 +85,11 @@ Pipeline::Pipeline(std::shared_ptr<const Runtime> initial, PipelineOptions optio
 
 void Pipeline::replace(std::shared_ptr<const Runtime> next) { runtime_.store(std::move(next)); }
 
+Pipeline::Counts Pipeline::counts() const {
+    return {inline_runs_.load(std::memory_order_relaxed), worker_runs_.load(std::memory_order_relaxed),
+            worker_rejections_.load(std::memory_order_relaxed)};
+}
+
 void Pipeline::handle(http::Request& request, http::Response& response, const ListenerRoutes& listener) const {
     // No engine: a local exchange that runs everything on this thread.
     struct Local final : engine::Exchange {
@@ -142,6 +147,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         const bool to_workers = exchange.on_event_loop() && options_.workers &&
                                 (may_block || (options_.force_workers && work.match.kind == http::RouteMatch::Kind::found));
         if (!to_workers) {
+            inline_runs_.fetch_add(1, std::memory_order_relaxed);
             if (!exchange.on_event_loop()) {
                 run(work);
                 return finish(work);
@@ -166,8 +172,11 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         if (options_.workers->submit([this, job] {
                 run(*job);
                 finish(*job);
-            }))
+            })) {
+            worker_runs_.fetch_add(1, std::memory_order_relaxed);
             return;
+        }
+        worker_rejections_.fetch_add(1, std::memory_order_relaxed);
         work = std::move(*job);
         response = http::Response{};
         http::set_problem(response, request, 503, "overloaded",

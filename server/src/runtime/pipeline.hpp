@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -66,6 +67,15 @@ public:
     // on this thread or on a worker.
     void handle(engine::Exchange& exchange, const ListenerRoutes& listener) const;
 
+    // Where requests ran since start: on the thread the engine called (an event loop, or a
+    // Poco connection thread), on the worker pool, or refused because its queue was full.
+    struct Counts {
+        std::uint64_t inline_runs = 0;
+        std::uint64_t worker_runs = 0;
+        std::uint64_t worker_rejections = 0;
+    };
+    Counts counts() const;
+
     // As handle(), for callers without an engine (tests): runs on this thread.
     void handle(http::Request& request, http::Response& response, const ListenerRoutes& listener) const;
 
@@ -78,6 +88,9 @@ private:
     PipelineOptions options_;
     std::shared_ptr<spdlog::logger> log_;  // looked up once: get() takes a lock
     std::shared_ptr<spdlog::logger> access_log_;
+    mutable std::atomic<std::uint64_t> inline_runs_{0};
+    mutable std::atomic<std::uint64_t> worker_runs_{0};
+    mutable std::atomic<std::uint64_t> worker_rejections_{0};
 };
 
 }  // namespace trellis::runtime
