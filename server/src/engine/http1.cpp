@@ -337,6 +337,7 @@ void Session::start_next_request(Clock::time_point now) {
     state_ = State::head;
     head_started_ = begin_ != end_;
     continue_sent_ = false;
+    head_bytes_ = 0;
     deadline_ = now + (head_started_ ? options_.header_timeout : options_.keep_alive_timeout);
     release_buffer_if_empty();
 }
@@ -386,8 +387,18 @@ Session::Step Session::parse(Clock::time_point now) {
             parser_->put(boost::asio::const_buffer(buffer_.get() + begin_, end_ - begin_), ec);
         const char* consumed = buffer_.get() + begin_;
         begin_ += used;
+        // Beast may take a head in pieces (the start line and whole fields first, the rest once
+        // the head ended): every piece is checked, and the size limit counts all of them.
+        if (state_ == State::head && used > 0 &&
+            (!ec || ec == beast::http::error::need_more || ec == beast::http::error::body_limit)) {
+            head_bytes_ += used;
+            if (auto problem = check_head_bytes(std::string_view(consumed, used)); !problem.empty())
+                return fail(400, "bad_request", std::string("The request head has ") + std::string(problem) + ".");
+            if (head_bytes_ > options_.max_header_bytes)
+                return fail(431, "header_fields_too_large", "The request head is too large.");
+        }
         if (ec == beast::http::error::need_more) {
-            if (state_ == State::head && end_ - begin_ >= options_.max_header_bytes)
+            if (state_ == State::head && head_bytes_ + (end_ - begin_) >= options_.max_header_bytes)
                 return fail(431, "header_fields_too_large", "The request head is too large.");
             if (begin_ == end_ && state_ == State::body) begin_ = end_ = 0;
             if (end_ == capacity_ && !ensure_space())
@@ -413,8 +424,6 @@ Session::Step Session::parse(Clock::time_point now) {
         }
         if (state_ == State::head) {
             if (!parser_->is_header_done()) return Step::read;
-            if (auto problem = check_head_bytes(std::string_view(consumed, used)); !problem.empty())
-                return fail(400, "bad_request", std::string("The request head has ") + std::string(problem) + ".");
             state_ = State::body;
             deadline_ = now + options_.body_timeout;
             head_request_ = request_.method == "HEAD";

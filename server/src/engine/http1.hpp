@@ -113,6 +113,7 @@ private:
     bool linger_after_ = false;  // ... after a lingering read (an error answer)
     bool interim_ = false;       // writing 100 Continue
     bool continue_sent_ = false;
+    std::size_t head_bytes_ = 0;  // of the current request head, consumed by the parser so far
     bool head_request_ = false;
     std::uint64_t served_ = 0;
 
