@@ -48,6 +48,13 @@ namespace http = trellis::http;
         if (!(condition)) violated(what);      \
     } while (false)
 
+// FUZZ_SESSION_TRACE=1 prints every step and event (to reproduce a finding by hand).
+const bool tracing = std::getenv("FUZZ_SESSION_TRACE") != nullptr;
+#define TRACE(...)                                            \
+    do {                                                      \
+        if (tracing) std::fprintf(stderr, __VA_ARGS__);       \
+    } while (false)
+
 constexpr std::string_view schedule_marker = "\xffSCHED\xff";
 
 // Small limits, so that the fuzzer reaches them.
@@ -140,7 +147,6 @@ public:
     std::string bytes;
     bool closed = false;             // a response with Connection: close arrived
     std::uint64_t final_with_seq = 0;  // responses the handler wrote
-    int last_engine_status = 0;      // the last response the session wrote itself
 
     void parse() {
         while (pos_ < bytes.size()) {
@@ -229,8 +235,6 @@ public:
             if (answer != nullptr) {
                 CHECK(answer->head || no_body || body == answer->body, "the body is not the handler's");
                 ++final_with_seq;
-            } else {
-                last_engine_status = status;
             }
             continue_pending_ = false;
             closed = connection_close;
@@ -289,6 +293,8 @@ public:
                 // The sweep, up to 200 ms late.
                 now_ = std::max(now_, session_.deadline()) + std::chrono::milliseconds(schedule_.byte() % 200);
                 expired_ = true;
+                cut_ = cut_ || writing_;  // the send timeout closes in the middle of a response
+                TRACE("  expired\n");
                 session_.expired(now_);
                 drive();
             } else if (pick < 9 && !drained_) {
@@ -300,6 +306,7 @@ public:
             }
         }
         client_.parse();
+        TRACE("%s output:\n%s\n", reference_ ? "ref" : "run", client_.bytes.c_str());
         // Every request dispatched was answered, completely, unless the connection was cut.
         if (!cut_) {
             CHECK(client_.complete(), "a response cut short");
@@ -308,14 +315,15 @@ public:
     }
 
     const std::vector<Seen>& seen() const { return seen_; }
-    int engine_status() const { return client_.last_engine_status; }
     // Nothing but the bytes decided the outcome: no deadline, drain, write error or handler close.
     bool natural() const { return !expired_ && !drained_ && !cut_ && !handler_closed_; }
 
 private:
     void drive() {
         while (!closed_) {
-            switch (session_.next(now_)) {
+            const Step step = session_.next(now_);
+            TRACE("%s step %d\n", reference_ ? "ref" : "run", static_cast<int>(step));
+            switch (step) {
                 case Step::read: return read();
                 case Step::dispatch:
                     if (!dispatch()) return;
@@ -340,6 +348,7 @@ private:
     void drain() {
         // Engine::begin_drain().
         drained_ = true;
+        TRACE("  drain\n");
         session_.drain();
         if (session_.idle()) close();
     }
@@ -358,6 +367,8 @@ private:
         reading_ = false;
         if (payload_pos_ == payload_.size()) {
             eof_ = true;
+            cut_ = cut_ || writing_;  // as in the engine, the end of input closes during a write
+            TRACE("  end of input\n");
             session_.end_of_input();
         } else {
             const std::size_t limit = std::min(read_size_, payload_.size() - payload_pos_);
@@ -365,6 +376,7 @@ private:
             // The memory the read was given must still be there (ASan checks).
             std::memcpy(read_data_, payload_.data() + payload_pos_, bytes);
             payload_pos_ += bytes;
+            TRACE("  received %zu of %zu\n", bytes, read_size_);
             session_.received(bytes, now_);
         }
         drive();
@@ -380,6 +392,7 @@ private:
     void complete_write(bool fail) {
         writing_ = false;
         if (fail) {
+            TRACE("  write failed\n");
             cut_ = true;
             session_.end_of_input();
             return drive();
@@ -390,6 +403,7 @@ private:
         const std::size_t from_head = std::min(bytes, write_views_[0].size());
         client_.bytes.append(write_views_[0].substr(0, from_head));
         client_.bytes.append(write_views_[1].substr(0, bytes - from_head));
+        TRACE("  sent %zu of %zu\n", bytes, total);
         session_.sent(bytes, now_);
         client_.parse();
         drive();
@@ -464,6 +478,8 @@ private:
             response_.add_header("Transfer-Encoding", "chunked");
             response_.add_header("Connection", "keep-alive");
         }
+        TRACE("  dispatched %s %s -> %d%s%s\n", request.method.c_str(), request.path.c_str(), answer.status,
+              answer.close ? " close" : "", later ? " later" : "");
         answers_.push_back(std::move(answer));
         if (later) {
             handler_pending_ = true;
@@ -522,8 +538,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           "the requests dispatched depend on how the input was split");
     if (fuzzed.natural()) {
         CHECK(a.size() == b.size(), "a request dispatched or not depending on how the input was split");
-        CHECK(fuzzed.engine_status() == reference.engine_status(),
-              "the error answer depends on how the input was split");
+        // Which error answer a malformed request gets may depend on the split: Beast finds some
+        // errors only once the head ended (a 431 where the whole head gives 400; no answer when
+        // the input ends first). Every one of them closes the connection, which the check above
+        // and the client's checks cover.
     }
     return 0;
 }
