@@ -98,12 +98,17 @@ trap cleanup EXIT
 if [ "$BUILD_IT" -eq 1 ]; then
   # RelWithDebInfo (-O2): Release's -O3 trips a false -Wrestrict in GCC 12 under -Werror.
   log "building Trellis (RelWithDebInfo, -j${JOBS:-1}) in $BUILD"
+  # What is being built, for the report: the commit, and whether the tree differed from it.
+  built_from="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  [ -z "$(git -C "$ROOT" status --porcelain -- server sdk plugins CMakeLists.txt 2>/dev/null)" ] ||
+    built_from="$built_from + uncommitted changes to server/, sdk/ or plugins/"
   if ! TRELLIS_BUILD_DIR="$BUILD" BUILD_TYPE=RelWithDebInfo JOBS="${JOBS:-1}" \
        "$ROOT/dev" build -DBUILD_TESTING=OFF >"$WORK/build.log" 2>&1; then
     tail -40 "$WORK/build.log" >&2
     echo "engines.sh: the build failed" >&2
     exit 1
   fi
+  echo "$built_from" >"$BUILD/engines-built-from"
 fi
 TRELLIS="$BUILD/server/trellis"
 [ -x "$TRELLIS" ] || { echo "engines.sh: no $TRELLIS (run without --no-build)" >&2; exit 1; }
@@ -389,10 +394,8 @@ echo
 echo "== nginx vs Trellis engines: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, servers on CPU 0, wrk on CPU 1"
 echo "   ${SECONDS_PER_RUN} s per run, median of $REPS interleaved repetitions; Trellis: access log on (to a file),"
 echo "   security.headers global, hello at /, notes on SQLite (pool 16)"
-commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-[ -z "$(git -C "$ROOT" status --porcelain -- server sdk plugins CMakeLists.txt 2>/dev/null)" ] ||
-  commit="$commit + uncommitted changes to server/, sdk/ or plugins/"
-echo "   Trellis built from $commit; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "   Trellis built from $(cat "$BUILD/engines-built-from" 2>/dev/null || echo "an unknown tree (not built by this script)");" \
+  "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 echo
 printf "| %-5s | %-26s | %10s | %8s | %8s | %7s | %9s |\n" conns target "requests/s" "p50 ms" "p99 ms" non-2xx "sock err"
 printf "|%s|%s|%s|%s|%s|%s|%s|\n" "-------" "----------------------------" "------------" "----------" "----------" "---------" "-----------"
