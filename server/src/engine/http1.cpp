@@ -156,6 +156,9 @@ private:
             if ((byte < 0x20 && byte != '\t') || byte == 0x7f)
                 return refuse(ec, 400, "bad_request", "A header value contains a control character.");
         }
+        // A trailer field of a chunked body: checked and counted, never merged into the header
+        // fields (RFC 9110 §6.5.1), where it would add a Host, a Content-Length or an identity.
+        if (is_header_done()) return;
         const std::string_view text(value.data(), value.size());
         switch (name) {
             case beast::http::field::host: ++host_fields_; break;
