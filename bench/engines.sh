@@ -9,7 +9,8 @@
 #            security.headers as global middleware, access log on (to a file on disk)
 #   poco     the same with server.engine: poco
 #   workers  the event server again with TRELLIS_FORCE_WORKERS=1 (every route on the
-#            worker pool); reported "not available" when the build does not read it
+#            worker pool); reported "not available", with the reason, when the build
+#            does not read it or the server does not start with it
 # Routes: GET /world (hello) on all of them, GET /notes/{id} on event and poco.
 #
 # It installs wrk and nginx-light when missing (apt-get, as root), builds Trellis
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
     --report-only) REPORT_ONLY=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; exit 2 ;;
+    *) echo "engines.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 for n in "$SECONDS_PER_RUN" "$REPS" "$IDLE_CONNS"; do
