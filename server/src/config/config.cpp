@@ -34,6 +34,8 @@ namespace {
 
 constexpr std::string_view kEnvPrefix = "TRELLIS_";
 constexpr std::string_view kEnvMainFile = "TRELLIS_CONFIG";
+// Read by the host for benchmarks (every plugin chain on the worker pool); not a key.
+constexpr std::string_view kEnvForceWorkers = "TRELLIS_FORCE_WORKERS";
 constexpr std::string_view kEnvSourcePrefix = "environment ";
 
 // ---- The merge tree -------------------------------------------------------------------
@@ -335,7 +337,7 @@ Node nest(const std::vector<std::string>& path, Node value, const Origin& origin
 
 void apply_environment(const LoadOptions& options, Node& root, std::vector<std::string>& sources, Errors& errors) {
     for (const auto& [name, value] : options.environment) {
-        if (!name.starts_with(kEnvPrefix) || name == kEnvMainFile) continue;
+        if (!name.starts_with(kEnvPrefix) || name == kEnvMainFile || name == kEnvForceWorkers) continue;
         const Origin origin{std::string(kEnvSourcePrefix) + name, 0, 0};
         const auto path = env_key_path(name);
         if (path.empty()) {

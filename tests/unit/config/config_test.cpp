@@ -299,6 +299,7 @@ plugins:
     const Environment environment{
         {"HOME", "/root"},
         {"TRELLIS_CONFIG", "/somewhere/else.yaml"},
+        {"TRELLIS_FORCE_WORKERS", "1"},  // the host's benchmark switch, not a key
         {"TRELLIS_SERVER__LISTEN", "0.0.0.0:9090"},
         {"TRELLIS_PLUGINS__HELLO__ENABLED", "false"},
         {"TRELLIS_PLUGINS__NEWONE__MOUNT", "/new"},
