@@ -71,6 +71,17 @@ std::string_view check_head_bytes(std::string_view head) {
     return {};
 }
 
+// Whether the request line at the front of `input` ends in a well-formed HTTP-version
+// ("HTTP/" DIGIT "." DIGIT, RFC 9112 §2.3) that is not 1.x.
+bool is_other_http_version(std::string_view input) {
+    const auto line_end = input.find("\r\n");
+    if (line_end == std::string_view::npos || line_end < 9) return false;
+    const std::string_view version = input.substr(line_end - 8, 8);
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    return input[line_end - 9] == ' ' && version.substr(0, 5) == "HTTP/" && digit(version[5]) && version[6] == '.' &&
+           digit(version[7]) && version[5] != '1';
+}
+
 }  // namespace
 
 // Beast's parser, filling the exchange's request. Beast already refuses malformed request
@@ -410,6 +421,11 @@ Session::Step Session::parse(Clock::time_point now) {
         }
         if (ec) {
             if (parser_->status) return fail(parser_->status, parser_->code, parser_->detail);
+            // Beast 1.74 reads only "HTTP/1.x" and reports any other version as malformed
+            // before on_request_impl runs: a well-formed other version is a 505, not a 400.
+            if (ec == beast::http::error::bad_version && state_ == State::head &&
+                is_other_http_version(std::string_view(consumed, end_ - (begin_ - used))))
+                return fail(505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served.");
             if (ec == beast::http::error::header_limit)
                 return fail(431, "header_fields_too_large", "The request head is too large.");
             if (ec == beast::http::error::body_limit) {
