@@ -363,7 +363,7 @@ TEST_CASE("an HTTP/1.1 request needs exactly one Host", "[conformance]") {
 
 TEST_CASE("versions other than HTTP/1.0 and HTTP/1.1 get 505", "[conformance]") {
     TestServer server(plugins());
-    for (const char* version : {"HTTP/9.9", "HTTP/2.0"})
+    for (const char* version : {"HTTP/9.9", "HTTP/2.0", "HTTP/1.2"})
         expect_refused(server.port(), std::string("GET /hello/a ") + version + "\r\nHost: t\r\n\r\n", 505,
                        "http_version_not_supported");
 }

@@ -72,14 +72,14 @@ std::string_view check_head_bytes(std::string_view head) {
 }
 
 // Whether the request line at the front of `input` ends in a well-formed HTTP-version
-// ("HTTP/" DIGIT "." DIGIT, RFC 9112 §2.3) that is not 1.x.
+// ("HTTP/" DIGIT "." DIGIT, RFC 9112 §2.3) other than 1.0 and 1.1.
 bool is_other_http_version(std::string_view input) {
     const auto line_end = input.find("\r\n");
     if (line_end == std::string_view::npos || line_end < 9) return false;
     const std::string_view version = input.substr(line_end - 8, 8);
     const auto digit = [](char c) { return c >= '0' && c <= '9'; };
     return input[line_end - 9] == ' ' && version.substr(0, 5) == "HTTP/" && digit(version[5]) && version[6] == '.' &&
-           digit(version[7]) && version[5] != '1';
+           digit(version[7]) && version != "HTTP/1.0" && version != "HTTP/1.1";
 }
 
 }  // namespace
@@ -421,8 +421,9 @@ Session::Step Session::parse(Clock::time_point now) {
         }
         if (ec) {
             if (parser_->status) return fail(parser_->status, parser_->code, parser_->detail);
-            // Beast 1.74 reads only "HTTP/1.x" and reports any other version as malformed
-            // before on_request_impl runs: a well-formed other version is a 505, not a 400.
+            // Beast 1.74 reports a version other than 1.0 and 1.1 as bad_version, the same
+            // error as a malformed one, before on_request_impl runs: a well-formed other
+            // version is a 505, not a 400.
             if (ec == beast::http::error::bad_version && state_ == State::head &&
                 is_other_http_version(std::string_view(consumed, end_ - (begin_ - used))))
                 return fail(505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served.");
