@@ -43,8 +43,6 @@ std::string_view http_date() {
 
 namespace {
 
-bool iequals_ascii(std::string_view a, std::string_view b) { return http::iequals(a, b); }
-
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -131,8 +129,8 @@ private:
         }
         std::string_view path(target.data(), target.size());
         // Absolute form (RFC 9112 §3.2.2): the path starts after the authority.
-        if (path.size() > 7 && (iequals_ascii(path.substr(0, 7), "http://") ||
-                                (path.size() > 8 && iequals_ascii(path.substr(0, 8), "https://")))) {
+        if (path.size() > 7 && (http::iequals(path.substr(0, 7), "http://") ||
+                                (path.size() > 8 && http::iequals(path.substr(0, 8), "https://")))) {
             const auto authority = path.find("://") + 3;
             const auto slash = path.find_first_of("/?", authority);
             if (slash == authority) return refuse(ec, 400, "bad_request", "The request target has no authority.");
@@ -180,7 +178,7 @@ private:
                 break;
             }
             case beast::http::field::expect:
-                if (iequals_ascii(trim(text), "100-continue")) expect_continue = true;
+                if (http::iequals(trim(text), "100-continue")) expect_continue = true;
                 break;
             default: break;
         }
@@ -194,7 +192,7 @@ private:
         if (has_transfer_encoding_) {
             if (version == 10)
                 return refuse(ec, 400, "bad_request", "Transfer-Encoding is not allowed in an HTTP/1.0 request.");
-            if (!iequals_ascii(transfer_encoding_last_, "chunked"))
+            if (!http::iequals(transfer_encoding_last_, "chunked"))
                 return refuse(ec, 400, "bad_request", "The last transfer coding of a request must be chunked.");
         }
     }

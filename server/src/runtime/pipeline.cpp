@@ -148,18 +148,14 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
                                 (may_block || (options_.force_workers && work.match.kind == http::RouteMatch::Kind::found));
         if (!to_workers) {
             inline_runs_.fetch_add(1, std::memory_order_relaxed);
-            if (!exchange.on_event_loop()) {
-                run(work);
-                return finish(work);
-            }
             run(work);
-            auto took = std::chrono::steady_clock::now() - work.started;
-            if (took > options_.inline_warn) {
-                std::string where = work.match.kind == http::RouteMatch::Kind::found
-                                        ? runtime.target(work.match.route_id).method + " " +
-                                              runtime.target(work.match.route_id).full_path + " of plugin '" +
-                                              runtime.target(work.match.route_id).instance->name() + "'"
-                                        : std::string("global middleware");
+            const auto took = std::chrono::steady_clock::now() - work.started;
+            if (exchange.on_event_loop() && took > options_.inline_warn) {
+                std::string where = "global middleware";
+                if (work.match.kind == http::RouteMatch::Kind::found) {
+                    const auto& target = runtime.target(work.match.route_id);
+                    where = target.method + " " + target.full_path + " of plugin '" + target.instance->name() + "'";
+                }
                 log_->warn("request {}: the inline route {} ran for {} us on an event loop (server.inline_warn is {} us); "
                            "a route that can take this long should not be declared non-blocking",
                            request.request_id, where,
