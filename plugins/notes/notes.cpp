@@ -178,6 +178,32 @@ json note_json(const trellis::Row& row) {
 
 // ---- input validation -------------------------------------------------------------------
 
+// The entries of a validation answer: at most trellis::kMaxListedErrors are kept, the rest
+// only counted, so a request with thousands of bad parts gets a small answer.
+class Errors {
+public:
+    void add(json entry) {
+        if (listed_.size() < trellis::kMaxListedErrors)
+            listed_.push_back(std::move(entry));
+        else
+            ++omitted_;
+    }
+    bool empty() const { return listed_.empty(); }
+    [[noreturn]] void raise(int status, const std::string& code, const std::string& detail) const {
+        json extensions = {{"errors", listed_}};
+        if (omitted_ > 0) extensions["errors_omitted"] = omitted_;
+        throw HttpError(status, code,
+                        omitted_ > 0 ? detail + " The first " + std::to_string(listed_.size()) + " of " +
+                                           std::to_string(listed_.size() + omitted_) + " are listed."
+                                     : detail,
+                        extensions);
+    }
+
+private:
+    json listed_ = json::array();
+    std::size_t omitted_ = 0;
+};
+
 struct Input {
     std::optional<std::string> title;
     std::optional<std::string> body;
@@ -187,21 +213,15 @@ struct Input {
 // Reads a note from the body. `full`: PUT/POST semantics (title required, the rest default);
 // otherwise PATCH (JSON merge patch: only what is present changes). 422 lists every field.
 Input read_input(const trellis::Request& request, bool full) {
-    if (auto type = request.header("Content-Type")) {
-        // Media types are case-insensitive; white space may precede parameters.
-        std::string media(type->substr(0, type->find(';')));
-        while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
-        for (char& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        if (media != "application/json" && media != "application/merge-patch+json")
-            throw HttpError(415, "unsupported_media_type", "Send the note as application/json.");
-    }
-    const json doc = request.json_body();  // 400 when it is not JSON
+    // 415 unless the Content-Type is application/json or a +json type (merge-patch+json),
+    // an absent one included; 400 when it is not JSON or over the SDK's size limits.
+    const json doc = request.json_body();
     if (!doc.is_object())
         throw HttpError(422, "validation_failed", "The body must be a JSON object.",
                         {{"errors", json::array({{{"field", ""}, {"message", "must be an object"}}})}});
-    json errors = json::array();
+    Errors errors;
     auto bad = [&](const std::string& field, const std::string& message) {
-        errors.push_back({{"field", "/" + field}, {"message", message}});
+        errors.add({{"field", "/" + field}, {"message", message}});
     };
     Input in;
     for (const auto& [key, value] : doc.items()) {
@@ -228,8 +248,7 @@ Input read_input(const trellis::Request& request, bool full) {
         }
     }
     if (full && !in.title && !doc.contains("title")) bad("title", "is required");
-    if (!errors.empty())
-        throw HttpError(422, "validation_failed", "The note has invalid fields.", {{"errors", errors}});
+    if (!errors.empty()) errors.raise(422, "validation_failed", "The note has invalid fields.");
     return in;
 }
 
@@ -317,17 +336,17 @@ private:
     }
 
     void list(trellis::Request& request, trellis::Response& response) {
-        json errors = json::array();
+        Errors errors;
         for (const auto& [name, value] : request.query_params())
             if (std::find(kListParams.begin(), kListParams.end(), name) == kListParams.end())
-                errors.push_back({{"parameter", std::string(name)},
+                errors.add({{"parameter", std::string(name)},
                                   {"message", "is not supported (limit, cursor, sort, pinned, title, q)"}});
 
         int limit = default_limit_;
         if (auto text = request.query("limit")) {
             auto parsed = parse_id(*text);
             if (!parsed || *parsed > max_limit_)
-                errors.push_back({{"parameter", "limit"},
+                errors.add({{"parameter", "limit"},
                                   {"message", "must be an integer from 1 to " + std::to_string(max_limit_)}});
             else
                 limit = static_cast<int>(*parsed);
@@ -339,7 +358,7 @@ private:
         for (const auto& key : kSorts)
             if (key.name == sort_name) sort = &key;
         if (!sort)
-            errors.push_back({{"parameter", "sort"},
+            errors.add({{"parameter", "sort"},
                               {"message", "must be one of id, title, created_at, updated_at, each optionally "
                                           "prefixed with '-' for descending"}});
         std::optional<bool> pinned;
@@ -349,10 +368,9 @@ private:
             else if (*text == "false")
                 pinned = false;
             else
-                errors.push_back({{"parameter", "pinned"}, {"message", "must be true or false"}});
+                errors.add({{"parameter", "pinned"}, {"message", "must be true or false"}});
         }
-        if (!errors.empty())
-            throw HttpError(400, "invalid_query", "The query has invalid parameters.", {{"errors", errors}});
+        if (!errors.empty()) errors.raise(400, "invalid_query", "The query has invalid parameters.");
 
         std::string sql = std::string("SELECT ") + kColumns + " FROM notes WHERE owner = :owner";
         Params params{{"owner", owner(request)}};
@@ -379,7 +397,9 @@ private:
         if (auto cursor = request.query("cursor")) {
             const auto decoded = base64url_decode(*cursor);
             const json state = decoded ? json::parse(*decoded, nullptr, false) : json();
-            const bool valid = state.is_object() && state.value("s", "") == sort_text && state.contains("id") &&
+            // Checked member by member: a cursor is client text, and json's typed reads throw.
+            const bool valid = state.is_object() && state.contains("s") && state["s"].is_string() &&
+                               state["s"].get_ref<const std::string&>() == sort_text && state.contains("id") &&
                                state["id"].is_number_integer() && state.contains("v") &&
                                (sort->integer ? state["v"].is_number_integer() : state["v"].is_string());
             if (!valid)
@@ -454,7 +474,9 @@ private:
         const json note = note_json(rows[0]);
         const std::int64_t id = note["id"].get<std::int64_t>();
         response.status(201);
-        response.header("Location", collection(request, false) + "/" + std::to_string(id));
+        std::string location = collection(request, false);  // "/" when mounted at the root
+        if (location.back() != '/') location += '/';
+        response.header("Location", location + std::to_string(id));
         response.header("ETag", etag(id, note["version"].get<std::int64_t>()));
         response.json(note);
     }

@@ -228,7 +228,7 @@ void expect_bad_request(std::uint16_t port, const std::string& bytes) {
 }
 
 std::string post_echo(const std::string& extra_headers, const std::string& body) {
-    return "POST /alpha/echo/1 HTTP/1.1\r\nHost: t\r\n" + extra_headers + "\r\n" + body;
+    return "POST /alpha/echo/1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + extra_headers + "\r\n" + body;
 }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }

@@ -130,7 +130,7 @@ TEST_CASE("a body over max_body_bytes is refused with 413 and the connection clo
     auto r = server.request("POST", "/alpha/echo/1", std::string(2000, 'x'));
     check_problem(r, 413, "payload_too_large");
     CHECK_THAT(r.header("Connection").value_or(""), Catch::Matchers::Equals("close", Catch::CaseSensitive::No));
-    CHECK(server.request("POST", "/alpha/echo/1", "{}").status == 201);
+    CHECK(server.request("POST", "/alpha/echo/1", "{}", {{"Content-Type", "application/json"}}).status == 201);
 }
 
 TEST_CASE("a plugin mounted at / serves from the root", "[http]") {

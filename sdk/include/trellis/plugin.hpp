@@ -6,6 +6,7 @@
 #include <trellis/abi.h>
 #include <trellis/database.hpp>
 
+#include <cstddef>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -50,6 +51,15 @@ private:
     std::string code_;
     json extensions_;
 };
+
+/// Limits of Request::json_body(): nesting of arrays and objects, and values of any kind
+/// (objects, arrays and scalars) in one body. Past either the request is answered 400.
+inline constexpr int kMaxJsonDepth = 64;
+inline constexpr std::size_t kMaxJsonValues = 100000;
+
+/// The most entries a validation answer lists in its `errors` (the rest are counted in
+/// `errors_omitted`): a request with thousands of bad parameters gets a small answer.
+inline constexpr std::size_t kMaxListedErrors = 20;
 
 /// Appends `text` to `out` as a JSON string literal: the same bytes as
 /// `json(text).dump(-1, ' ', false, json::error_handler_t::replace)`. For handlers that
@@ -123,13 +133,61 @@ public:
     Fields params() const { return all(TRELLIS_FIELD_PATH_PARAM); }
     Fields attributes() const { return all(TRELLIS_FIELD_ATTRIBUTE); }
 
-    /// The body parsed as JSON; a body that is not JSON is answered with 400 problem+json.
+    /// The body parsed as JSON. Answered with problem+json instead (the HttpError thrown):
+    /// 415 `unsupported_media_type` unless Content-Type is JSON (require_json_content_type);
+    /// 400 `invalid_json` for a body that is not JSON or holds a number out of range;
+    /// 400 `json_too_deep` past kMaxJsonDepth nested arrays/objects; 400 `json_too_many_values`
+    /// past kMaxJsonValues values. Parsing stops at the first value over a limit.
     json json_body() const {
+        require_json_content_type();
+        std::size_t values = 0;
+        auto limits = [&values](int depth, json::parse_event_t event, json&) {
+            using event_t = json::parse_event_t;
+            if (event == event_t::object_start || event == event_t::array_start) {
+                if (depth >= kMaxJsonDepth)  // `depth` counts the arrays/objects around this one
+                    throw HttpError(400, "json_too_deep",
+                                    "The request body nests arrays and objects more than " +
+                                        std::to_string(kMaxJsonDepth) + " deep.");
+            }
+            if ((event == event_t::value || event == event_t::object_start || event == event_t::array_start) &&
+                ++values > kMaxJsonValues)
+                throw HttpError(400, "json_too_many_values",
+                                "The request body has more than " + std::to_string(kMaxJsonValues) + " JSON values.");
+            return true;
+        };
         try {
-            return json::parse(body());
-        } catch (const json::parse_error& e) {
+            return json::parse(body(), limits);
+        } catch (const json::out_of_range& e) {
+            throw HttpError(400, "invalid_json", std::string("The request body has a number out of range: ") + e.what());
+        } catch (const json::exception& e) {
             throw HttpError(400, "invalid_json", std::string("The request body is not valid JSON: ") + e.what());
         }
+    }
+
+    /// Throws HttpError 415 `unsupported_media_type` unless the Content-Type is JSON:
+    /// application/json or application/<anything>+json, parameters (charset) allowed. An
+    /// absent Content-Type is refused too: a cross-site HTML form cannot send a JSON type
+    /// without a CORS preflight, so this keeps form posts from reaching a JSON resource.
+    void require_json_content_type() const {
+        const auto type = header("Content-Type");
+        if (!type || !is_json_media_type(*type))
+            throw HttpError(415, "unsupported_media_type",
+                            type ? "Send the body as application/json (Content-Type is '" + std::string(*type) + "')."
+                                 : std::string("Send the body as application/json (the request has no Content-Type)."));
+    }
+
+    /// True for application/json and application/*+json, with or without parameters.
+    static bool is_json_media_type(std::string_view content_type) {
+        std::string media(content_type.substr(0, content_type.find(';')));
+        while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+        while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.erase(0, 1);
+        for (char& c : media)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        constexpr std::string_view prefix = "application/", suffix = "+json";
+        if (media == "application/json") return true;
+        return media.size() > prefix.size() + suffix.size() && media.compare(0, prefix.size(), prefix) == 0 &&
+               media.compare(media.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+               media.find_first_of(" \t/", prefix.size()) == std::string::npos;
     }
 
     /// The host's request id (also sent back as X-Request-ID), for log lines.
@@ -169,13 +227,14 @@ public:
     }
     int status() const { return api_->response_status(raw_); }
 
-    /// Replaces a header; an empty value removes it. CR and LF are refused.
+    /// Replaces a header; an empty value removes it. Refused (std::invalid_argument): control
+    /// characters other than HTAB, and Content-Length, Transfer-Encoding, Connection.
     Response& header(std::string_view name, std::string_view value) {
-        check(api_->response_set_header(raw_, detail::str(name), detail::str(value)), "header");
+        check_header(api_->response_set_header(raw_, detail::str(name), detail::str(value)), name);
         return *this;
     }
     Response& add_header(std::string_view name, std::string_view value) {
-        check(api_->response_add_header(raw_, detail::str(name), detail::str(value)), "header");
+        check_header(api_->response_add_header(raw_, detail::str(name), detail::str(value)), name);
         return *this;
     }
     std::optional<std::string_view> header(std::string_view name) const {
@@ -220,6 +279,13 @@ public:
 private:
     static void check(trellis_status status, const char* what) {
         if (status != TRELLIS_OK) throw std::invalid_argument(std::string("invalid response ") + what);
+    }
+    static void check_header(trellis_status status, std::string_view name) {
+        if (status != TRELLIS_OK)
+            throw std::invalid_argument(
+                "invalid response header '" + std::string(name) +
+                "': the host refuses Content-Length, Transfer-Encoding and Connection (framing is its own) and "
+                "names or values with control characters (CR, LF, NUL, ...)");
     }
     static const char* title(int code) {
         switch (code) {

@@ -90,11 +90,48 @@ __attribute__((no_sanitize("vptr"))) PGconn* postgresql_handle(soci::session& se
     return backend ? backend->conn_ : nullptr;
 }
 
+// What connect() sets on a new PostgreSQL connection, applied again after each reset.
+constexpr const char* kPostgresqlSessionSetup = "SET client_min_messages TO WARNING";
+
 // PQstatus only: SOCI's is_connected() may send a query to find out, a round trip on
 // every lease given back. A failed read or write on a lost connection sets the status.
 bool connection_ok(soci::session& session) {
     PGconn* connection = postgresql_handle(session);
     return connection && PQstatus(connection) == CONNECTION_OK;
+}
+
+// Ends a transaction left open (savepoints included): SQLite is in autocommit mode
+// exactly when none is. PRAGMAs a plugin changed are not undone.
+bool reset_sqlite(soci::session& session) {
+    sqlite_api::sqlite3* handle = sqlite_handle(session);
+    if (!handle) return false;
+    if (sqlite_api::sqlite3_get_autocommit(handle)) return true;
+    return sqlite_api::sqlite3_exec(handle, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK &&
+           sqlite_api::sqlite3_get_autocommit(handle);
+}
+
+// Ends a transaction left open (or failed), then DISCARD ALL: session settings (SET,
+// set_config), temporary tables, prepared statements, advisory locks, LISTEN. Every
+// statement a plugin runs may change the session (a function can call set_config), so the
+// reset runs on every return; the connection's own setting is applied again afterwards.
+bool reset_postgresql(soci::session& session) {
+    PGconn* connection = postgresql_handle(session);
+    if (!connection || PQstatus(connection) != CONNECTION_OK) return false;
+    const auto run = [connection](const char* sql) {
+        PGresult* result = PQexec(connection, sql);
+        const bool ok = result && PQresultStatus(result) == PGRES_COMMAND_OK;
+        PQclear(result);
+        return ok;
+    };
+    switch (PQtransactionStatus(connection)) {
+        case PQTRANS_IDLE: break;
+        case PQTRANS_INTRANS:
+        case PQTRANS_INERROR:
+            if (!run("ROLLBACK")) return false;
+            break;
+        default: return false;  // a command still running, or the connection is bad
+    }
+    return run("DISCARD ALL") && run(kPostgresqlSessionSetup) && PQtransactionStatus(connection) == PQTRANS_IDLE;
 }
 
 }  // namespace
@@ -169,17 +206,12 @@ tl::expected<Connection, Error> Pool::acquire(std::chrono::milliseconds timeout)
     return Connection(this, slot);
 }
 
-void Pool::give_back(std::size_t slot, bool in_transaction) {
+void Pool::give_back(std::size_t slot, bool /*in_transaction*/) {
     soci::session& s = session(slot);
-    bool lost = false;
-    if (in_transaction) {
-        try {
-            s << "ROLLBACK";
-        } catch (...) {
-            lost = true;
-        }
-    }
-    if (config_.dialect == config::Dialect::postgresql && !connection_ok(s)) lost = true;
+    // Whatever the lease left behind (a transaction or savepoint the SDK knows of or one a
+    // plugin opened with raw SQL, session settings on PostgreSQL) must not reach the next
+    // lease. A connection that cannot be reset is closed and opened again on its next lease.
+    const bool lost = config_.dialect == config::Dialect::sqlite ? !reset_sqlite(s) : !reset_postgresql(s);
     if (lost) {
         std::lock_guard lock(broken_mutex_);
         broken_[slot] = true;

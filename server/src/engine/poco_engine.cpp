@@ -195,9 +195,14 @@ std::optional<Refusal> check_head(const Poco::Net::HTTPServerRequest& in, const 
 // then serves the next request on the stuck connection.
 bool send_now(const http::Response& response, const Poco::Net::HTTPServerRequest& in,
               Poco::Net::HTTPServerResponse& out) {
-    out.setContentLength64(static_cast<Poco::Int64>(response.body.size()));
+    // 1xx, 204 and 304 have no body, and neither a Content-Length (RFC 9110 §8.6).
+    const bool no_body = response.status < 200 || response.status == 204 || response.status == 304;
+    if (no_body)
+        out.erase(Poco::Net::HTTPMessage::CONTENT_LENGTH);
+    else
+        out.setContentLength64(static_cast<Poco::Int64>(response.body.size()));
     std::ostream& stream = out.send();  // for HEAD, the head alone
-    if (in.getMethod() != Poco::Net::HTTPRequest::HTTP_HEAD)
+    if (!no_body && in.getMethod() != Poco::Net::HTTPRequest::HTTP_HEAD)
         stream.write(response.body.data(), static_cast<std::streamsize>(response.body.size()));
     stream.flush();  // Poco's stream errors become badbit
     return stream.good();
@@ -288,7 +293,14 @@ void send(const http::Response& response, Poco::Net::HTTPServerRequest& in, Poco
     out.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
     out.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(response.status),
                            std::string(http::reason_phrase(response.status)));
-    for (const auto& [name, value] : response.headers) out.add(name, value);
+    for (const auto& [name, value] : response.headers) {
+        // Framing is the engine's (as in the event engine): a handler's own Content-Length,
+        // Transfer-Encoding or Connection would contradict what is sent.
+        if (http::iequals(name, "Content-Length") || http::iequals(name, "Transfer-Encoding") ||
+            http::iequals(name, "Connection"))
+            continue;
+        out.add(name, value);
+    }
     if (response.close_connection || draining) out.setKeepAlive(false);
     if (send_now(response, in, out)) return;
     // A client that stopped reading (send_timeout) or left: end the connection, do not read

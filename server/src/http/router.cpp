@@ -35,6 +35,18 @@ Out split_segments(std::string_view path) {
     return out;
 }
 
+// True when `location` is a path on this origin: it starts with one '/' that is not followed
+// (after the characters browsers skip: tab, CR, LF) by another '/' or a '\'.
+bool safe_local_location(std::string_view location) {
+    if (location.empty() || location.front() != '/') return false;
+    for (std::size_t i = 1; i < location.size(); ++i) {
+        const char c = location[i];
+        if (c == '\t' || c == '\r' || c == '\n') continue;
+        return c != '/' && c != '\\';
+    }
+    return true;
+}
+
 bool is_param(std::string_view segment) {
     return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
 }
@@ -185,12 +197,16 @@ RouteMatch Router::match(std::string_view method, std::string_view path) const {
     result = match_segments(method, segments);
     if (result.kind != RouteMatch::Kind::not_found) return result;
 
-    // Trailing-slash rule: "/x/" redirects to "/x" when "/x" exists (any method).
+    // Trailing-slash rule: "/x/" redirects to "/x" when "/x" exists (any method). Never to
+    // a Location that a browser reads as another host: "//evil.example" and
+    // "/\evil.example" (browsers treat '\' as '/' and drop tabs and line breaks first)
+    // stay 404 instead.
     if (path.size() > 1 && path.back() == '/') {
         segments.pop_back();
-        if (match_segments(method, segments).kind != RouteMatch::Kind::not_found) {
+        std::string location(path.substr(0, path.size() - 1));
+        if (safe_local_location(location) && match_segments(method, segments).kind != RouteMatch::Kind::not_found) {
             result.kind = RouteMatch::Kind::redirect;
-            result.location = std::string(path.substr(0, path.size() - 1));
+            result.location = std::move(location);
         }
     }
     return result;

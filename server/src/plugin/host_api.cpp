@@ -209,10 +209,15 @@ bool valid_header(std::string_view name, std::string_view value) {
     if (name.empty()) return false;
     for (unsigned char c : name)
         if (c <= 32 || c >= 127 || c == ':') return false;
-    // No CR/LF: a plugin must not be able to split a response. (A plain loop: find_first_of
-    // calls memchr once per character.)
-    for (char c : value)
-        if (c == '\r' || c == '\n') return false;
+    // Framing is the engine's: a plugin's own length, coding or connection option would
+    // contradict what is sent (and could smuggle a second response).
+    if (http::iequals(name, "Content-Length") || http::iequals(name, "Transfer-Encoding") ||
+        http::iequals(name, "Connection"))
+        return false;
+    // No control characters but HTAB (CR, LF, NUL, ...): a plugin must not be able to split
+    // a response. (A plain loop: find_first_of calls memchr once per character.)
+    for (unsigned char c : value)
+        if ((c < 32 && c != '\t') || c == 127) return false;
     return true;
 }
 
