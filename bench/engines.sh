@@ -193,6 +193,7 @@ server:
   engine: $engine
   listen: 127.0.0.1:$port
   admin_listen: 127.0.0.1:$admin
+  shutdown_delay: 0s        # a benchmark stops at once
   keep_alive_timeout: 10m   # the idle-connection measurement holds connections open
   data_dir: $dir/data
 database:

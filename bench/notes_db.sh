@@ -56,6 +56,7 @@ serve() {
 server:
   listen: 127.0.0.1:$PORT
   admin_enabled: false
+  shutdown_delay: 0s
   data_dir: $WORK/data
 logging:
   access_log: true

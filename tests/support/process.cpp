@@ -72,6 +72,8 @@ std::vector<std::string> minimal_environment() {
     // TRELLIS_SERVER__ENGINE: the engine this test pass runs against (see ./dev test).
     for (const char* name : {"PATH", "HOME", "TRELLIS_SERVER__ENGINE"})
         if (const char* value = std::getenv(name)) env.push_back(std::string(name) + "=" + value);
+    // Children stop at once on SIGTERM unless a test sets a shutdown delay of its own.
+    env.push_back(std::string(shutdown_delay_variable) + "=0s");
     return env;
 }
 

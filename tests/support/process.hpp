@@ -32,7 +32,9 @@ private:
     std::filesystem::path output_;
 };
 
-// PATH, HOME and TRELLIS_SERVER__ENGINE of this process, for children that need nothing else.
+// PATH, HOME and TRELLIS_SERVER__ENGINE of this process, for children that need nothing else,
+// and server.shutdown_delay 0s (replace that entry to test the delay).
+inline constexpr const char* shutdown_delay_variable = "TRELLIS_SERVER__SHUTDOWN_DELAY";
 std::vector<std::string> minimal_environment();
 
 // Polls GET /livez on the port until it answers or `timeout` passes.

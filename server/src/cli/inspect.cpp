@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "runtime/inventory.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/runtime.hpp"
 
@@ -14,16 +15,7 @@ namespace trellis::cli {
 namespace {
 
 using nlohmann::json;
-
-json plugin_json(const runtime::PluginReport& r) {
-    json out = {{"name", r.name}, {"state", runtime::to_string(r.status)}, {"required", r.required}};
-    if (!r.version.empty()) out["version"] = r.version;
-    if (!r.abi.empty()) out["abi"] = r.abi;
-    if (!r.file.empty()) out["file"] = r.file;
-    if (r.status != runtime::PluginStatus::disabled) out["mount"] = r.mount;
-    if (!r.reason.empty()) out["reason"] = r.reason;
-    return out;
-}
+using runtime::plugin_json;
 
 std::string join(const std::vector<std::string>& parts, const char* separator) {
     std::string out;
@@ -126,22 +118,10 @@ int routes(const Arguments& args) {
     auto loaded = load_quietly(args);
     if (!loaded) return 1;
     const auto& runtime = *loaded->assembly.runtime;
-    struct Row {
-        std::string method, path, plugin;
-        std::vector<std::string> middleware;
-    };
-    std::vector<Row> rows;
-    for (const char* path : {"/livez", "/readyz"}) rows.push_back({"GET", path, "(host)", {}});
-    for (const auto& target : runtime.targets()) {
-        Row row{target.method, target.full_path, target.instance->name(), {}};
-        for (const auto* mw : target.chain) row.middleware.push_back(mw->name);
-        rows.push_back(std::move(row));
-    }
+    const std::vector<runtime::RouteRow> rows = runtime::route_rows(runtime);
     if (args.json) {
         json out = json::array();
-        for (const auto& row : rows)
-            out.push_back(
-                {{"method", row.method}, {"path", row.path}, {"plugin", row.plugin}, {"middleware", row.middleware}});
+        for (const auto& row : rows) out.push_back(runtime::route_json(row));
         std::cout << out.dump(2) << "\n";
         return 0;
     }

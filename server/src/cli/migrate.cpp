@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "db/migrations.hpp"
+#include "runtime/inventory.hpp"
 
 namespace trellis::cli {
 namespace {
@@ -76,11 +77,7 @@ int status(const Loaded& loaded, const Arguments& args) {
             table.push_back({target.instance->name(), std::to_string(s.version), s.name,
                              std::string(db::to_string(s.state)), s.applied_at.empty() ? "-" : s.applied_at,
                              detail.empty() ? "-" : detail});
-            json item = {{"plugin", target.instance->name()}, {"version", s.version},   {"name", s.name},
-                         {"state", db::to_string(s.state)},   {"checksum", s.checksum}, {"recorded_checksum", s.recorded_checksum},
-                         {"applied_at", s.applied_at},         {"execution_ms", s.execution_ms}};
-            if (!s.error.empty()) item["error"] = s.error;
-            out.push_back(std::move(item));
+            out.push_back(runtime::migration_json(target.instance->name(), s));
         }
     }
     if (args.json)

@@ -46,6 +46,28 @@ void drain(host::Host& host, const sigset_t& signals, std::chrono::milliseconds 
     log.info("drained: every request in flight finished");
 }
 
+// server.shutdown_delay: /readyz answers 503 while the listeners keep serving, so a load
+// balancer takes this instance out before the drain closes them. A second SIGTERM/SIGINT
+// ends the delay at once; a SIGHUP in it is ignored.
+void shutdown_delay(host::Host& host, const sigset_t& signals, std::chrono::milliseconds delay, spdlog::logger& log) {
+    host.begin_shutdown();
+    if (delay.count() <= 0) return;
+    log.info("/readyz answers 503; serving on for {} ms (server.shutdown_delay) before draining", delay.count());
+    const auto deadline = std::chrono::steady_clock::now() + delay;
+    while (true) {
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= std::chrono::steady_clock::duration::zero()) return;
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        timespec slice{static_cast<std::time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        const int signal = sigtimedwait(&signals, nullptr, &slice);
+        if (signal == SIGINT || signal == SIGTERM) {
+            log.info("second {}: draining now", signal == SIGINT ? "SIGINT" : "SIGTERM");
+            return;
+        }
+        if (signal == SIGHUP) log.warn("SIGHUP ignored: shutting down");
+    }
+}
+
 }  // namespace
 
 int serve(const Arguments& args) {
@@ -89,6 +111,7 @@ int serve(const Arguments& args) {
         for (const auto& error : result.errors) log->error("{}", error);
         if (result.reloaded) log->info("reloaded");
     }
+    shutdown_delay(**host, signals, (*host)->config()->server.shutdown_delay, *log);
     drain(**host, signals, (*host)->config()->server.drain_timeout, *log);
     host->reset();
     log->info("stopped");

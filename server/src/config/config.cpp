@@ -580,13 +580,14 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
 
 // ---- Checking sections ----------------------------------------------------------------
 
-constexpr std::array<std::string_view, 5> kTopKeys{"server", "logging", "database", "middleware", "plugins"};
+constexpr std::array<std::string_view, 6> kTopKeys{"server", "logging", "database", "middleware", "plugins", "health"};
+constexpr std::array<std::string_view, 1> kHealthKeys{"readyz_requires_database"};
 // Both engines' keys, then the event engine's, then the Poco engine's; counted by the compiler.
 constexpr auto kServerKeys = std::to_array<std::string_view>(
     {"listen", "admin_listen", "admin_enabled", "engine", "keep_alive_timeout", "max_keep_alive_requests",
      "max_body_bytes", "drain_timeout", "data_dir", "io_threads", "workers", "worker_queue", "max_connections",
      "header_timeout", "body_timeout", "send_timeout", "max_header_bytes", "max_headers", "max_uri_bytes",
-     "inline_warn", "max_threads", "max_queued"});
+     "inline_warn", "max_threads", "max_queued", "shutdown_delay", "admin_token_file"});
 constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acquire_timeout", "busy_timeout",
                                                         "migrate_on_start"};
 constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
@@ -619,6 +620,35 @@ int affinity_cpus() {
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
     return std::max(1, CPU_COUNT(&set));
+}
+
+// The admin token: the file's content without surrounding white space. The error names the
+// file, never its content.
+void read_admin_token_file(const Node& node, const std::string& path, ServerConfig& server,
+                           const fs::path& env_base_dir, Errors& errors) {
+    if (node.kind != Node::Kind::scalar || node.text.empty()) {
+        fail(errors, node.origin, path, "expected the path of a file holding the admin token, " + got(node));
+        return;
+    }
+    server.admin_token_file = resolve(node.origin, node.text, env_base_dir);
+    errno = 0;
+    std::ifstream in(server.admin_token_file, std::ios::binary);
+    std::string content;
+    if (in && !fs::is_directory(server.admin_token_file)) content.assign(std::istreambuf_iterator<char>(in), {});
+    if (!in || in.bad() || fs::is_directory(server.admin_token_file)) {
+        const int code = fs::is_directory(server.admin_token_file) ? EISDIR : (errno != 0 ? errno : EIO);
+        fail(errors, node.origin, path,
+             "cannot read the admin token file " + server.admin_token_file.string() + ": " +
+                 std::generic_category().message(code));
+        return;
+    }
+    const std::string* text = &content;
+    const auto first = text->find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) {
+        fail(errors, node.origin, path, "the admin token file " + server.admin_token_file.string() + " is empty");
+        return;
+    }
+    server.admin_token = text->substr(first, text->find_last_not_of(" \t\r\n") - first + 1);
 }
 
 void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
@@ -666,6 +696,10 @@ void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& e
         assign(server.max_keep_alive_requests, read_integer(value, path, 0, 10'000'000, errors));
     else if (entry.key == "max_body_bytes")
         assign(server.max_body_bytes, read_size(value, path, errors));
+    else if (entry.key == "shutdown_delay")
+        assign(server.shutdown_delay, read_duration(value, path, errors));
+    else if (entry.key == "admin_token_file")
+        read_admin_token_file(value, path, server, env_base_dir, errors);
     else if (entry.key == "data_dir" && value.kind == Node::Kind::scalar && !value.text.empty())
         server.data_dir = resolve(value.origin, value.text, env_base_dir);
     else if (entry.key == "data_dir")
@@ -728,6 +762,17 @@ void read_logging_key(const Entry& entry, LoggingConfig& logging, Errors& errors
         assign(logging.access_log, read_bool(entry.value, path, errors));
     else
         unknown_key(entry, path, kLoggingKeys, errors);
+}
+
+void read_health(const Node& node, HealthConfig& health, Errors& errors) {
+    if (!is_section(node, "health", "", errors)) return;
+    for (const Entry& entry : node.entries) {
+        const std::string path = "health." + entry.key;
+        if (entry.key == "readyz_requires_database")
+            assign(health.readyz_requires_database, read_bool(entry.value, path, errors));
+        else
+            unknown_key(entry, path, kHealthKeys, errors);
+    }
 }
 
 void read_server(const Node& node, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
@@ -877,6 +922,8 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
             assign(config.middleware, read_middleware(value, entry.key, errors));
         else if (entry.key == "plugins")
             read_plugins(value, env_base_dir, config, errors);
+        else if (entry.key == "health")
+            read_health(value, config.health, errors);
         else
             unknown_key(entry, entry.key, kTopKeys, errors);
     }

@@ -70,6 +70,13 @@ struct ServerConfig {
     // On SIGTERM/SIGINT, how long requests in flight may take to finish before the
     // process exits anyway (exit code 1).
     std::chrono::milliseconds drain_timeout{30000};
+    // On SIGTERM/SIGINT, how long /readyz answers 503 while the listeners keep serving,
+    // so that a load balancer takes the instance out before the drain begins.
+    std::chrono::milliseconds shutdown_delay{5000};
+    // A file holding the bearer token the admin API requires (empty: no token). Read at
+    // start and at every reload; admin_token is its content without surrounding white space.
+    std::filesystem::path admin_token_file;
+    std::string admin_token;
     // Where Trellis keeps its files (the embedded SQLite database); relative to the file.
     std::filesystem::path data_dir{"/var/lib/trellis"};
 };
@@ -105,6 +112,11 @@ struct LoggingConfig {
     bool access_log = true;
 };
 
+// `health:`.
+struct HealthConfig {
+    bool readyz_requires_database = false;  // a database outage turns /readyz 503
+};
+
 struct PluginConfig {
     std::string name;
     bool enabled = true;
@@ -122,6 +134,7 @@ struct Config {
     ServerConfig server;
     LoggingConfig logging;
     DatabaseConfig database;
+    HealthConfig health;
     std::vector<std::string> middleware;  // global, applied to every request, in order
     std::vector<std::filesystem::path> plugin_search_paths{"/usr/lib/trellis/plugins"};  // absolute
     std::vector<PluginConfig> plugins;                                                   // sorted by name

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/admin.hpp"
 #include "runtime/logging.hpp"
 
 namespace trellis::host {
@@ -69,6 +70,7 @@ tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr
     if (const char* force = std::getenv("TRELLIS_FORCE_WORKERS"); force && std::string_view(force) == "1")
         options.force_workers = true;
     host->pipeline_ = std::make_unique<runtime::Pipeline>(*runtime, options);
+    host->readiness_ = std::make_unique<Readiness>(*host->pipeline_);
 
     auto public_routes = std::make_unique<runtime::ListenerRoutes>("public", true);
     host->add_health_routes(*public_routes);
@@ -76,7 +78,8 @@ tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr
         return tl::unexpected(config::Errors{added.error()});
     if (server.admin_enabled) {
         auto admin_routes = std::make_unique<runtime::ListenerRoutes>("admin", false);
-        host->add_health_routes(*admin_routes);
+        host->add_health_routes(*admin_routes, true);
+        add_admin_routes(*admin_routes, *host);
         if (auto added = host->add_listener(std::move(admin_routes), true); !added)
             return tl::unexpected(config::Errors{added.error()});
     }
@@ -87,13 +90,14 @@ Host::~Host() {
     if (!drained_) drain();
 }
 
-void Host::add_health_routes(runtime::ListenerRoutes& routes) {
+void Host::add_health_routes(runtime::ListenerRoutes& routes, bool admin) {
     routes.add("GET", "/livez", [](const http::Request&, http::Response& response) {
         answer_json(response, 200, {{"status", "ok"}});
     });
-    routes.add("GET", "/readyz", [this](const http::Request&, http::Response& response) {
-        const bool ready = ready_.load();
-        answer_json(response, ready ? 200 : 503, {{"status", ready ? "ready" : "not ready"}});
+    // The public listener says only whether; the admin listener says why (readiness.hpp).
+    routes.add("GET", "/readyz", [this, admin](const http::Request&, http::Response& response) {
+        const auto report = readiness_->report({ready_.load(), shutting_down_.load()}, admin);
+        answer_json(response, report.ready ? 200 : 503, report.body);
     });
 }
 
@@ -111,11 +115,18 @@ void Host::start() {
     for (auto& listener : listeners_) listener.engine->start();
     started_ = true;
     ready_ = true;
+    readiness_->start();
 }
 
-Host::ReloadResult Host::reload() {
-    std::lock_guard serialised(reload_mutex_);
+Host::ReloadResult Host::reload(bool wait) {
+    std::unique_lock serialised(reload_mutex_, std::defer_lock);
     ReloadResult result;
+    if (wait) {
+        serialised.lock();
+    } else if (!serialised.try_lock()) {
+        result.busy = true;
+        return result;
+    }
     auto next_config = reload_source_();
     if (!next_config) {
         result.errors = std::move(next_config.error());
@@ -145,9 +156,11 @@ Host::ReloadResult Host::reload() {
 
 void Host::drain() {
     if (drained_) return;
+    shutting_down_ = true;
     ready_ = false;
     for (auto& listener : listeners_) listener.engine->stop();
     if (workers_) workers_->stop();
+    if (readiness_) readiness_->stop();
     // Releasing the last runtime shuts the plugins down in reverse dependency order.
     if (pipeline_) pipeline_->replace(nullptr);
     drained_ = true;

@@ -16,6 +16,7 @@
 
 #include "config/config.hpp"
 #include "engine/engine.hpp"
+#include "host/readiness.hpp"
 #include "host/worker_pool.hpp"
 #include "plugin/loader.hpp"
 #include "runtime/pipeline.hpp"
@@ -39,12 +40,18 @@ public:
     void start();
 
     // Loads the configuration again and swaps in a runtime built from it. On any error the
-    // current runtime keeps serving and the errors are returned. One reload at a time.
+    // current runtime keeps serving and the errors are returned. One reload at a time: with
+    // `wait` (SIGHUP) after the one running, else (POST /admin/reload) busy and nothing done.
     struct ReloadResult {
         bool reloaded = false;
+        bool busy = false;
         config::Errors errors;
     };
-    ReloadResult reload();
+    ReloadResult reload(bool wait = true);
+
+    // SIGTERM with server.shutdown_delay: /readyz answers 503 from now on while the
+    // listeners keep serving; drain() follows.
+    void begin_shutdown() { shutting_down_ = true; }
 
     // /readyz answers 503 from now on; stop accepting, close idle connections, let requests
     // in flight finish with Connection: close, then stop the workers and release the runtime
@@ -62,7 +69,7 @@ public:
 
 private:
     Host(std::shared_ptr<const config::Config> config, ConfigSource reload_source);
-    void add_health_routes(runtime::ListenerRoutes& routes);
+    void add_health_routes(runtime::ListenerRoutes& routes, bool admin = false);
     tl::expected<void, std::string> add_listener(std::unique_ptr<runtime::ListenerRoutes> routes, bool admin);
 
     std::shared_ptr<spdlog::logger> log_;
@@ -71,6 +78,8 @@ private:
     std::shared_ptr<const config::Config> config_;
     std::mutex reload_mutex_;
     std::atomic<bool> ready_{false};
+    std::atomic<bool> shutting_down_{false};
+    std::unique_ptr<Readiness> readiness_;
     plugin::LibraryCache libraries_;
     std::unique_ptr<WorkerPool> workers_;
     std::unique_ptr<runtime::Pipeline> pipeline_;

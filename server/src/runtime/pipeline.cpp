@@ -62,10 +62,11 @@ trellis_status run_terminal(void* context) {
 
 }  // namespace
 
-void ListenerRoutes::add(std::string_view method, std::string_view path, Answer answer) {
+void ListenerRoutes::add(std::string_view method, std::string_view path, Answer answer, bool blocking) {
     if (auto added = router_.add(method, path, answers_.size(), "the host"); !added)
         throw std::logic_error("host route " + std::string(method) + " " + std::string(path) + ": " + added.error());
     answers_.push_back(std::move(answer));
+    blocking_.push_back(blocking);
 }
 
 struct Pipeline::Work {
@@ -121,6 +122,8 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         }
         http::RouteMatch own = listener.router().match(request.method, request.path);
         if (own.kind == http::RouteMatch::Kind::found) {
+            if (listener.blocking(own.route_id) && exchange.on_event_loop() && options_.workers)
+                return run_host_answer_on_worker(work, listener.answer(own.route_id));
             listener.answer(own.route_id)(request, response);
             return finish(work);
         }
@@ -186,6 +189,32 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         http::set_problem(response, request, 500, "internal_error", "The request could not be completed.");
         return finish(work);
     }
+}
+
+void Pipeline::run_host_answer_on_worker(Work& work, const ListenerRoutes::Answer& answer) const {
+    auto job = std::make_shared<Work>(std::move(work));
+    if (options_.workers->submit([this, job, &answer] {
+            try {
+                answer(*job->request, *job->response);
+            } catch (const std::exception& e) {
+                log_->error("request {} {} {} failed in the host: {}", job->request->request_id, job->request->method,
+                            job->request->path, e.what());
+                *job->response = http::Response{};
+                http::set_problem(*job->response, *job->request, 500, "internal_error",
+                                  "The request could not be completed.");
+            }
+            finish(*job);
+        })) {
+        worker_runs_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    worker_rejections_.fetch_add(1, std::memory_order_relaxed);
+    work = std::move(*job);
+    *work.response = http::Response{};
+    http::set_problem(*work.response, *work.request, 503, "overloaded",
+                      "The server has too many requests waiting; retry later.");
+    work.response->set_header("Retry-After", "1");
+    finish(work);
 }
 
 void Pipeline::run(Work& work) const noexcept {

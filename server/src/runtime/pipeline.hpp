@@ -33,19 +33,22 @@ public:
 
     ListenerRoutes(std::string name, bool serves_plugins) : name_(std::move(name)), serves_plugins_(serves_plugins) {}
 
-    // The answer must not block: it runs on an event loop.
-    void add(std::string_view method, std::string_view path, Answer answer);
+    // The answer must not block: it runs on an event loop. A `blocking` answer (database,
+    // reload) runs on the worker pool instead, as a blocking plugin route does.
+    void add(std::string_view method, std::string_view path, Answer answer, bool blocking = false);
 
     const std::string& name() const { return name_; }
     bool serves_plugins() const { return serves_plugins_; }
     const http::Router& router() const { return router_; }
     const Answer& answer(std::size_t id) const { return answers_[id]; }
+    bool blocking(std::size_t id) const { return blocking_[id]; }
 
 private:
     std::string name_;
     bool serves_plugins_;
     http::Router router_;
     std::vector<Answer> answers_;
+    std::vector<bool> blocking_;
 };
 
 struct PipelineOptions {
@@ -82,6 +85,7 @@ public:
 private:
     struct Work;
     void run(Work& work) const noexcept;
+    void run_host_answer_on_worker(Work& work, const ListenerRoutes::Answer& answer) const;
     void finish(Work& work) const noexcept;
 
     std::atomic<std::shared_ptr<const Runtime>> runtime_;

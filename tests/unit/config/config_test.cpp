@@ -947,3 +947,22 @@ TEST_CASE("malformed YAML that sends yaml-cpp into an endless loop is an error",
     auto error = single_error(",-er* e");
     CHECK_THAT(error, Catch::Matchers::Contains("invalid YAML: the YAML parser does not come to an end"));
 }
+
+TEST_CASE("shutdown_delay, admin_token_file and health.readyz_requires_database", "[config]") {
+    TempDir dir;
+    auto defaults = load_ok(dir.write("d.yaml", "server: {}\n"));
+    CHECK(defaults->server.shutdown_delay == std::chrono::seconds(5));
+    CHECK(defaults->server.admin_token.empty());
+    CHECK_FALSE(defaults->health.readyz_requires_database);
+    dir.write("admin.token", "\n  t0k3n \n");
+    auto set = load_ok(dir.write("s.yaml", "server: {shutdown_delay: 250ms, admin_token_file: admin.token}\n"
+                                           "health: {readyz_requires_database: true}\n"));
+    CHECK(set->server.shutdown_delay == std::chrono::milliseconds(250));
+    CHECK(set->server.admin_token_file == dir.path() / "admin.token");
+    CHECK(set->server.admin_token == "t0k3n");
+    CHECK(set->health.readyz_requires_database);
+    auto errors = load_errors(dir.write("e.yaml", "health: {readyz_requires_database: maybe, ready: x}\n"));
+    REQUIRE(errors.size() == 2);
+    CHECK_THAT(errors[0], Catch::Matchers::Contains("key 'health.readyz_requires_database': expected true or false"));
+    CHECK_THAT(errors[1], Catch::Matchers::Contains("unknown key 'health.ready'"));
+}
