@@ -87,9 +87,10 @@ tl::expected<std::string, std::string> libpq_keywords(const std::string& connect
 // libpq's parse errors quote pieces of the connection string ("missing "=" after "..." in
 // connection info string"), which may be the password: those pieces and the password
 // itself never reach a message.
-std::string scrub_connection_message(std::string message, const std::string& connect) {
+std::string scrub_connection_message(std::string message, const std::string& connect, bool parse_error) {
     static const std::regex quoted(R"re("[^"]*")re");
-    if (message.find("connection info string") != std::string::npos || message.find("URI") != std::string::npos)
+    if (parse_error || message.find("connection info string") != std::string::npos ||
+        message.find("URI") != std::string::npos || message.find("connection option") != std::string::npos)
         message = std::regex_replace(message, quoted, "\"***\"");
     std::vector<std::string> secrets;
     char* error = nullptr;
@@ -168,7 +169,7 @@ tl::expected<void, std::string> Pool::connect(soci::session& session) const {
             session << "PRAGMA foreign_keys = ON";
         } else {
             auto keywords = libpq_keywords(config_.connect);
-            if (!keywords) return tl::unexpected(config_.display + ": " + scrub_connection_message(keywords.error(), config_.connect));
+            if (!keywords) return tl::unexpected(config_.display + ": " + scrub_connection_message(keywords.error(), config_.connect, true));
             session.open(soci::postgresql, *keywords);
             // NOTICEs ("relation ... already exists, skipping") would go to stderr through
             // libpq's default notice processor; warnings and errors still arrive.
@@ -177,7 +178,7 @@ tl::expected<void, std::string> Pool::connect(soci::session& session) const {
         return {};
     } catch (const std::exception& e) {
         // libpq's messages name host and port, never the password.
-        return tl::unexpected(config_.display + ": " + scrub_connection_message(statement_message(e), config_.connect));
+        return tl::unexpected(config_.display + ": " + scrub_connection_message(statement_message(e), config_.connect, false));
     }
 }
 

@@ -57,9 +57,9 @@ spdlog::details::log_msg message(const char* logger, std::string_view text) {
 
 TEST_CASE("the text format escapes control characters and appends the request's ids", "[logging]") {
     auto text = trellis::logging::make_formatter("text");
-    const std::string hostile("a\x1b[31m\r\nb\0c\x7f\t \"q\" \\", 20);
+    const std::string hostile("a\x1b[31m\r\nb\0c\x7f\t \"q\" \\", 19);
     const std::string plain = format_with(*text, message("alpha", hostile));
-    CHECK(plain.ends_with("[alpha] a\\x1B[31m\\x0D\\x0Ab\\x00c\\x7F\\x09 \"q\" \\\n"));
+    CHECK_THAT(plain, Catch::Matchers::EndsWith("[alpha] a\\x1B[31m\\x0D\\x0Ab\\x00c\\x7F\\x09 \"q\" \\\n"));
     {
         trellis::logging::RequestScope scope("req-7", "4bf92f3577b34da6a3ce929d0e0e4736");
         CHECK(trellis::logging::current_request().request_id == "req-7");
