@@ -15,7 +15,8 @@
 
 namespace trellis::test {
 
-Process::Process(std::vector<std::string> argv, std::vector<std::string> environment, std::filesystem::path output)
+Process::Process(std::vector<std::string> argv, std::vector<std::string> environment, std::filesystem::path output,
+                 int stderr_fd)
     : output_(std::move(output)) {
     std::vector<char*> args, env;
     for (auto& a : argv) args.push_back(a.data());
@@ -29,6 +30,7 @@ Process::Process(std::vector<std::string> argv, std::vector<std::string> environ
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        if (stderr_fd >= 0) dup2(stderr_fd, 2);
         // The test runner may block signals; the child must start with a clean mask.
         sigset_t none;
         sigemptyset(&none);

@@ -15,7 +15,9 @@ namespace trellis::test {
 class Process {
 public:
     // argv[0] is the program; `environment` replaces the child's environment entirely.
-    Process(std::vector<std::string> argv, std::vector<std::string> environment, std::filesystem::path output);
+    // With `stderr_fd`, the child's stderr is that descriptor (a pipe) instead of `output`.
+    Process(std::vector<std::string> argv, std::vector<std::string> environment, std::filesystem::path output,
+            int stderr_fd = -1);
     ~Process();  // SIGKILL if still running
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;

@@ -31,6 +31,9 @@ std::unique_ptr<Loaded> load_quietly(const Arguments& args) {
     if (!loaded->config) return nullptr;
     config::LoggingConfig quiet = loaded->config->logging;
     quiet.level = "off";
+    quiet.levels.clear();  // no logger left at a level of its own
+    quiet.output = "stderr";  // nor a log file opened or created by an inspecting command
+    quiet.access_output.clear();
     logging::configure(quiet);
     loaded->assembly = runtime::Runtime::assemble(loaded->config, loaded->libraries);
     return loaded;

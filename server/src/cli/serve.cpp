@@ -1,4 +1,5 @@
-// trellis serve: signal wiring around the host. SIGHUP reloads, SIGTERM/SIGINT drain and stop.
+// trellis serve: signal wiring around the host. SIGHUP reloads, SIGTERM/SIGINT drain and stop,
+// SIGUSR1 reopens the log files (logrotate).
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -31,14 +32,15 @@ void drain(host::Host& host, const sigset_t& signals, std::chrono::milliseconds 
     while (!done) {
         if (std::chrono::steady_clock::now() >= deadline) {
             log.error("drain timeout of {} ms passed with requests still running; exiting now", timeout.count());
-            log.flush();
+            trellis::logging::flush(std::chrono::milliseconds(500));
             std::_Exit(1);
         }
         timespec slice{0, 50'000'000};
         int signal = sigtimedwait(&signals, nullptr, &slice);
+        if (signal == SIGUSR1) trellis::logging::reopen();
         if (signal == SIGINT || signal == SIGTERM) {
             log.warn("second {}, stopping at once", signal == SIGINT ? "SIGINT" : "SIGTERM");
-            log.flush();
+            trellis::logging::flush(std::chrono::milliseconds(500));
             std::_Exit(1);
         }
     }
@@ -77,6 +79,7 @@ int serve(const Arguments& args) {
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     auto config = load_config(args.config_path);
@@ -102,6 +105,11 @@ int serve(const Arguments& args) {
     while (true) {
         int signal = 0;
         sigwait(&signals, &signal);
+        if (signal == SIGUSR1) {
+            trellis::logging::reopen();
+            log->info("received SIGUSR1, reopened the log files");
+            continue;
+        }
         if (signal != SIGHUP) {
             log->info("received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
             break;

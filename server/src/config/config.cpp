@@ -356,8 +356,23 @@ void apply_environment(const LoadOptions& options, Node& root, std::vector<std::
 
 // ---- Checking values ------------------------------------------------------------------
 
+// Keys whose value is a secret: an error about them never repeats the value.
+bool is_secret_key(std::string_view path) {
+    std::string name(path.substr(path.find_last_of('.') == std::string_view::npos ? 0 : path.find_last_of('.') + 1));
+    std::ranges::transform(name, name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (std::string_view word : {"password", "passwd", "secret", "token", "key", "url", "dsn", "credential"})
+        if (name.find(word) != std::string::npos) return true;
+    return false;
+}
+
 void fail(Errors& errors, const Origin& origin, const std::string& path, const std::string& reason) {
-    errors.push_back(origin.describe() + ": key '" + path + "': " + reason);
+    std::string shown = reason;
+    if (is_secret_key(path)) {
+        // got(): "got 'VALUE'" or "got the quoted string 'VALUE'" up to the last quote.
+        static const std::regex value(R"(got (the quoted string )?'[\s\S]*')");
+        shown = std::regex_replace(shown, value, "got a value that is not shown (the key may hold a secret)");
+    }
+    errors.push_back(origin.describe() + ": key '" + path + "': " + shown);
 }
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -590,7 +605,8 @@ constexpr auto kServerKeys = std::to_array<std::string_view>(
      "inline_warn", "max_threads", "max_queued", "shutdown_delay", "admin_token_file"});
 constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acquire_timeout", "busy_timeout",
                                                         "migrate_on_start"};
-constexpr std::array<std::string_view, 3> kLoggingKeys{"level", "format", "access_log"};
+constexpr std::array<std::string_view, 7> kLoggingKeys{"level",  "format",        "access_log", "levels",
+                                                       "output", "access_output", "buffer_size"};
 constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
 constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kFormats{"text", "json"};
@@ -752,9 +768,32 @@ void finish_database(DatabaseInput& input, const ServerConfig& server, Config& c
     if (input.url) db.origin = input.url->origin;
 }
 
-void read_logging_key(const Entry& entry, LoggingConfig& logging, Errors& errors) {
+std::optional<std::string> read_log_output(const Node& value, const std::string& path, const fs::path& env_base_dir,
+                                           Errors& errors) {
+    if (value.kind == Node::Kind::scalar && value.text == "stderr") return value.text;
+    if (value.kind == Node::Kind::scalar && !value.text.empty()) return resolve(value.origin, value.text, env_base_dir).string();
+    fail(errors, value.origin, path, "expected stderr or a file path, " + got(value));
+    return std::nullopt;
+}
+
+void read_logging_key(const Entry& entry, LoggingConfig& logging, const fs::path& env_base_dir, Errors& errors) {
     const std::string path = "logging." + entry.key;
-    if (entry.key == "level")
+    if (entry.key == "levels" && is_section(entry.value, path, " such as {notes: debug}", errors)) {
+        for (const Entry& level : entry.value.entries)
+            if (auto chosen = read_choice(level.value, path + "." + level.key, kLevels, errors))
+                logging.levels[level.key] = *chosen;
+    } else if (entry.key == "levels")
+        return;
+    else if (entry.key == "output")
+        assign(logging.output, read_log_output(entry.value, path, env_base_dir, errors));
+    else if (entry.key == "access_output" && (entry.value.kind == Node::Kind::null ||
+                                              (entry.value.kind == Node::Kind::scalar && entry.value.text.empty())))
+        logging.access_output.clear();  // with the other lines
+    else if (entry.key == "access_output")
+        assign(logging.access_output, read_log_output(entry.value, path, env_base_dir, errors));
+    else if (entry.key == "buffer_size")
+        assign(logging.buffer_size, read_size(entry.value, path, 4096, std::int64_t{1} << 30, errors));
+    else if (entry.key == "level")
         assign(logging.level, read_choice(entry.value, path, kLevels, errors));
     else if (entry.key == "format")
         assign(logging.format, read_choice(entry.value, path, kFormats, errors));
@@ -785,9 +824,9 @@ void read_database(const Node& node, DatabaseInput& database, Errors& errors) {
     for (const Entry& entry : node.entries) read_database_key(entry, database, errors);
 }
 
-void read_logging(const Node& node, LoggingConfig& logging, Errors& errors) {
+void read_logging(const Node& node, LoggingConfig& logging, const fs::path& env_base_dir, Errors& errors) {
     if (!is_section(node, "logging", "", errors)) return;
-    for (const Entry& entry : node.entries) read_logging_key(entry, logging, errors);
+    for (const Entry& entry : node.entries) read_logging_key(entry, logging, env_base_dir, errors);
 }
 
 // Relative paths mean relative to the file that wrote them, not to wherever the server was
@@ -917,7 +956,7 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
         else if (entry.key == "database")
             read_database(value, database, errors);
         else if (entry.key == "logging")
-            read_logging(value, config.logging, errors);
+            read_logging(value, config.logging, env_base_dir, errors);
         else if (entry.key == "middleware")
             assign(config.middleware, read_middleware(value, entry.key, errors));
         else if (entry.key == "plugins")
@@ -955,7 +994,9 @@ std::string redact_database_url(std::string_view url) {
     }
     // Keyword form and URI query: password=... up to the next space or '&'.
     static const std::regex password(R"((password\s*=\s*)('[^']*'|[^\s&]*))", std::regex::icase);
-    return std::regex_replace(text, password, "$1***");
+    // A malformed keyword string ("passwordSECRET=1"): whatever follows "password".
+    static const std::regex mangled(R"((^|\s)(\S*password)(?!\s*=)\S*)", std::regex::icase);
+    return std::regex_replace(std::regex_replace(text, password, "$1***"), mangled, "$1$2***");
 }
 
 tl::expected<DatabaseConfig, std::string> parse_database_url(std::string url, const fs::path& data_dir) {

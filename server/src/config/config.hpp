@@ -110,6 +110,10 @@ struct LoggingConfig {
     std::string level = "info";   // trace, debug, info, warn, error, critical, off
     std::string format = "text";  // text or json
     bool access_log = true;
+    std::map<std::string, std::string> levels;  // logger (plugin, trellis, access, database) -> level
+    std::string output = "stderr";              // stderr or an absolute file path
+    std::string access_output;                  // empty: with the other lines; else stderr or a path
+    std::size_t buffer_size = 1024 * 1024;      // bytes waiting per output before lines are dropped
 };
 
 // `health:`.

@@ -5,11 +5,16 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <regex>
+#include <string_view>
+#include <vector>
 
 #include <libpq-fe.h>
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
+
+#include "runtime/logging.hpp"
 
 namespace trellis::db {
 namespace {
@@ -77,6 +82,49 @@ tl::expected<std::string, std::string> libpq_keywords(const std::string& connect
     }
     PQconninfoFree(options);
     return out;
+}
+
+// libpq's parse errors quote pieces of the connection string ("missing "=" after "..." in
+// connection info string"), which may be the password: those pieces and the password
+// itself never reach a message.
+std::string scrub_connection_message(std::string message, const std::string& connect, bool parse_error) {
+    static const std::regex quoted(R"re("[^"]*")re");
+    if (parse_error || message.find("connection info string") != std::string::npos ||
+        message.find("URI") != std::string::npos || message.find("connection option") != std::string::npos)
+        message = std::regex_replace(message, quoted, "\"***\"");
+    std::vector<std::string> secrets;
+    char* error = nullptr;
+    if (PQconninfoOption* options = PQconninfoParse(connect.c_str(), &error)) {
+        for (const PQconninfoOption* o = options; o->keyword; ++o)
+            if (o->val && *o->val && std::string_view(o->keyword) == "password") secrets.emplace_back(o->val);
+        PQconninfoFree(options);
+    }
+    PQfreemem(error);
+    // Also what a malformed string would have given as password.
+    static const std::regex keyword(R"re(password\s*=\s*('([^']*)'?|(\S+)))re", std::regex::icase);
+    for (std::sregex_iterator it(connect.begin(), connect.end(), keyword), end; it != end; ++it)
+        secrets.push_back((*it)[2].matched ? (*it)[2].str() : (*it)[3].str());
+    if (const auto scheme = connect.find("://"); scheme != std::string::npos) {
+        const auto at = connect.find('@', scheme + 3), colon = connect.find(':', scheme + 3);
+        if (at != std::string::npos && colon != std::string::npos && colon < at)
+            secrets.push_back(connect.substr(colon + 1, at - colon - 1));
+    }
+    for (const std::string& secret : secrets) {
+        if (secret.empty()) continue;
+        for (auto at = message.find(secret); at != std::string::npos; at = message.find(secret, at + 3))
+            message.replace(at, secret.size(), "***");
+    }
+    return message;
+}
+
+// A statement's error without what SOCI 4.0.3 appends to what(): "while executing "..."
+// with :1=value", the bound values, which may be anything a client sent.
+std::string statement_message(const std::exception& e) {
+    std::string message = e.what();
+    if (const auto* soci_error = dynamic_cast<const soci::soci_error*>(&e)) message = soci_error->get_error_message();
+    if (const auto context = message.find(" while executing "); context != std::string::npos) message.resize(context);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    return message;
 }
 
 // The driver handles behind a SOCI session, for what SOCI does not offer (multi-statement
@@ -158,7 +206,7 @@ tl::expected<void, std::string> Pool::connect(soci::session& session) const {
             session << "PRAGMA foreign_keys = ON";
         } else {
             auto keywords = libpq_keywords(config_.connect);
-            if (!keywords) return tl::unexpected(config_.display + ": " + keywords.error());
+            if (!keywords) return tl::unexpected(config_.display + ": " + scrub_connection_message(keywords.error(), config_.connect, true));
             session.open(soci::postgresql, *keywords);
             // NOTICEs ("relation ... already exists, skipping") would go to stderr through
             // libpq's default notice processor; warnings and errors still arrive.
@@ -167,7 +215,7 @@ tl::expected<void, std::string> Pool::connect(soci::session& session) const {
         return {};
     } catch (const std::exception& e) {
         // libpq's messages name host and port, never the password.
-        return tl::unexpected(config_.display + ": " + e.what());
+        return tl::unexpected(config_.display + ": " + scrub_connection_message(statement_message(e), config_.connect, false));
     }
 }
 
@@ -239,7 +287,7 @@ Connection::~Connection() {
 config::Dialect Connection::dialect() const { return pool_->dialect(); }
 
 Error Connection::fail(const std::exception& e) {
-    Error error{TRELLIS_ERROR, e.what()};
+    Error error{TRELLIS_ERROR, statement_message(e)};
     if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
         const std::string state = pg->sqlstate();
         if (state.starts_with("23"))
@@ -263,6 +311,11 @@ Error Connection::fail(const std::exception& e) {
         std::lock_guard lock(pool_->broken_mutex_);
         pool_->broken_[slot_] = true;
     }
+    // Written while the request that ran the statement is served, so the line carries its
+    // id; a constraint violation is often expected by the plugin, and logged at debug only.
+    static const auto log = logging::get("database");
+    log->log(error.status == TRELLIS_ERROR_CONFLICT ? spdlog::level::debug : spdlog::level::warn,
+             "statement failed: {}", error.message);
     return error;
 }
 

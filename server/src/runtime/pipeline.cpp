@@ -2,6 +2,8 @@
 // middleware chain: global middleware first, then the route's plugin middleware.
 #include "runtime/pipeline.hpp"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <iterator>
 #include <stdexcept>
@@ -11,6 +13,7 @@
 
 #include "http/problem.hpp"
 #include "http/request_id.hpp"
+#include "http/trace_context.hpp"
 #include "plugin/host_api.hpp"
 #include "host/worker_pool.hpp"
 #include "runtime/logging.hpp"
@@ -76,6 +79,11 @@ struct Pipeline::Work {
     std::shared_ptr<const Runtime> runtime;
     http::RouteMatch match;
     std::chrono::steady_clock::time_point started;
+    http::TraceContext trace;
+    // The trace id for the log context: an array, so that a moved-from Work still holds it
+    // for the scope of the thread that moved it to a worker.
+    std::array<char, 32> trace_id{};
+    std::string_view trace_view() const { return {trace_id.data(), trace_id.size()}; }
 };
 
 Pipeline::Pipeline(std::shared_ptr<const Runtime> initial, PipelineOptions options)
@@ -113,6 +121,10 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
     http::Request& request = exchange.request;
     http::Response& response = exchange.response;
     request.request_id = http::choose_request_id(request.header(http::request_id_header));
+    work.trace = http::choose_trace_context(request.header(http::traceparent_header));
+    std::copy_n(work.trace.trace_id.data(), std::min(work.trace.trace_id.size(), work.trace_id.size()),
+                work.trace_id.begin());
+    const logging::RequestScope scope(request.request_id, work.trace_view());
     try {
         if (request.body_too_large) {
             response.close_connection = true;
@@ -169,6 +181,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         }
         auto job = std::make_shared<Work>(std::move(work));
         if (options_.workers->submit([this, job] {
+                const logging::RequestScope job_scope(job->request->request_id, job->trace_view());
                 run(*job);
                 finish(*job);
             })) {
@@ -224,6 +237,7 @@ void Pipeline::run(Work& work) const noexcept {
         const Runtime& runtime = *work.runtime;
         request.query_params = http::parse_query(request.query);
         request.attributes.insert_or_assign("trellis.request_id", request.request_id);
+        request.attributes.insert_or_assign("trellis.traceparent", work.trace.traceparent());
         http::RouteMatch& match = work.match;
         request.path_params = std::move(match.params);
 
@@ -274,19 +288,23 @@ void Pipeline::finish(Work& work) const noexcept {
     http::Response& response = *work.response;
     try {
         response.set_header(http::request_id_header, request.request_id);
+        response.set_header(http::traceparent_header, work.trace.traceparent());
         if (logging::access_log_enabled()) {
-            auto micros =
+            logging::AccessEntry entry;
+            entry.client_address = request.remote_address;
+            entry.method = request.method;
+            entry.path = request.path;
+            entry.query = request.query;
+            entry.version = request.version;
+            if (work.runtime && work.match.kind == http::RouteMatch::Kind::found &&
+                work.match.route_id < work.runtime->targets().size())
+                entry.route = &work.runtime->target(work.match.route_id).full_path;
+            entry.status = response.status;
+            entry.bytes = response.body.size();
+            entry.duration =
                 std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - work.started);
-            // Formatted here with a compiled format string, and milliseconds as integer parts
-            // (the same text as {:.3f} of micros / 1000.0): runtime format parsing and float
-            // formatting were most of the line's cost.
-            auto ms = micros.count();
-            fmt::memory_buffer line;
-            fmt::format_to(std::back_inserter(line), FMT_COMPILE("{} \"{} {}{}{} {}\" {} {} {}.{:03}ms id={}"),
-                           request.remote_address, request.method, request.path, request.query.empty() ? "" : "?",
-                           request.query, request.version, response.status, response.body.size(), ms / 1000,
-                           ms % 1000, request.request_id);
-            access_log_->log(spdlog::level::info, spdlog::string_view_t(line.data(), line.size()));
+            if (const std::string* agent = request.header("User-Agent")) entry.user_agent = *agent;
+            logging::access(entry);
         }
     } catch (...) {
         // Logging failed (out of memory): the response still goes out.
