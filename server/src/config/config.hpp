@@ -105,6 +105,10 @@ struct LoggingConfig {
     bool access_log = true;
 };
 
+struct MetricsConfig {
+    bool enabled = true;  // request instrumentation (GET /metrics on the admin listener stays)
+};
+
 struct PluginConfig {
     std::string name;
     bool enabled = true;
@@ -121,6 +125,7 @@ struct PluginConfig {
 struct Config {
     ServerConfig server;
     LoggingConfig logging;
+    MetricsConfig metrics;
     DatabaseConfig database;
     std::vector<std::string> middleware;  // global, applied to every request, in order
     std::vector<std::filesystem::path> plugin_search_paths{"/usr/lib/trellis/plugins"};  // absolute

@@ -17,6 +17,7 @@
 #include "config/config.hpp"
 #include "engine/engine.hpp"
 #include "host/worker_pool.hpp"
+#include "metrics/metrics.hpp"
 #include "plugin/loader.hpp"
 #include "runtime/pipeline.hpp"
 #include "runtime/runtime.hpp"
@@ -59,10 +60,14 @@ public:
     runtime::Pipeline& pipeline() { return *pipeline_; }
     plugin::LibraryCache& libraries() { return libraries_; }
     std::shared_ptr<const config::Config> config() const;
+    // The registry GET /metrics serves; add_callback() adds values read at scrape.
+    metrics::Metrics& metrics() { return *metrics_; }
 
 private:
     Host(std::shared_ptr<const config::Config> config, ConfigSource reload_source);
     void add_health_routes(runtime::ListenerRoutes& routes);
+    void add_metrics_route(runtime::ListenerRoutes& routes);  // host/host_metrics.cpp
+    void add_metrics_callbacks();
     tl::expected<void, std::string> add_listener(std::unique_ptr<runtime::ListenerRoutes> routes, bool admin);
 
     std::shared_ptr<spdlog::logger> log_;
@@ -71,6 +76,7 @@ private:
     std::shared_ptr<const config::Config> config_;
     std::mutex reload_mutex_;
     std::atomic<bool> ready_{false};
+    std::unique_ptr<metrics::Metrics> metrics_;  // outlives the pipeline and engines that count into it
     plugin::LibraryCache libraries_;
     std::unique_ptr<WorkerPool> workers_;
     std::unique_ptr<runtime::Pipeline> pipeline_;
