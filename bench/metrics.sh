@@ -116,8 +116,8 @@ for rep in $(seq "$REPS"); do
 done
 
 counted="$(curl -sf --max-time 5 "http://127.0.0.1:$A_ON/metrics" |
-  awk '/^trellis_http_request_duration_seconds_count\{method="GET",route="\/world"\}/ { print $2 }')"
-uncounted="$(curl -sf --max-time 5 "http://127.0.0.1:$A_OFF/metrics" | grep -c 'route="/world"' || true)"
+  awk 'index($0, "trellis_http_request_duration_seconds_count{method=\"GET\",route=\"/{name}\"} ") == 1 { print $2 }')"
+uncounted="$(curl -sf --max-time 5 "http://127.0.0.1:$A_OFF/metrics" | grep -c '^trellis_http_requests_total{method="GET",route="/{name}"' || true)"
 
 on_rps="$(tr ' ' '\n' <<<"${RPS[on]}" | grep . | median)"
 off_rps="$(tr ' ' '\n' <<<"${RPS[off]}" | grep . | median)"
@@ -128,6 +128,6 @@ echo "GET /world (hello), event engine, $CONNS connections, ${SECONDS_PER_RUN} s
 printf '  %-36s %10s req/s   p99 %8s ms\n' "metrics + access log on" "$on_rps" "$on_p99"
 printf '  %-36s %10s req/s   p99 %8s ms\n' "metrics + access log off" "$off_rps" "$off_p99"
 awk -v on="$on_rps" -v off="$off_rps" 'BEGIN { if (off > 0) printf "  on/off: %.3f (%.1f%% fewer requests/s with both on)\n", on / off, 100 * (1 - on / off) }'
-echo "  requests the on server's /metrics counted for GET /world: ${counted:-none}"
-echo "  series for /world on the off server: $uncounted (metrics.enabled: false records none)"
+echo "  requests the on server's /metrics counted for route /{name} (GET /world): ${counted:-none}"
+echo "  request series of /{name} on the off server: $uncounted (metrics.enabled: false records none)"
 echo "  compilers running at the end (a shared machine): $(ps -eo comm= | grep -cE '^(cc1plus|cc1|ld)$' || true)"
