@@ -25,6 +25,7 @@ constexpr Released released[] = {
     {1, 0, "25d5eb1742c31cdb0ff316664a419f6b32c407ebef554c0fb18cabf28d95612d"},
     {1, 1, "8d6e5344908d5fa57625747c665ce3a4bd77b57173928ac92a0288120622a6b9"},
     {1, 2, "13431ac56a17ac5d93a5de33d3695c8cc25083372f20e232382118c5a8f16d1d"},
+    {1, 3, "7e9cb8c89901bc834741110debbd89f97c39c5385f85db2e66e566a797f3ac36"},
 };
 
 std::string sha256_of(const std::string& path) {
@@ -72,6 +73,20 @@ TEST_CASE("a plugin built against the frozen 1.1 header loads and serves", "[abi
     auto r = server.get("/frozen_v1_1/still-works");
     CHECK(r.status == 200);
     CHECK(r.body == "still-works");
+}
+
+TEST_CASE("a plugin built against the frozen 1.2 header loads and serves on the 1.3 host", "[abi]") {
+    test::TestServer server(test::config_yaml("  frozen_v1_2: {}\n"));
+    const auto* report = test::find_report(server.runtime(), "frozen_v1_2");
+    REQUIRE(report->status == runtime::PluginStatus::loaded);
+    CHECK(report->abi == "1.2");
+    REQUIRE(server.runtime().targets().size() == 1);
+    CHECK(server.runtime().targets()[0].runs_inline);  // its 1.2 route flag is read
+    auto r = server.get("/frozen_v1_2/still-works");
+    CHECK(r.status == 200);
+    CHECK(r.body == "still-works");
+    // It registered no readiness check: none to run.
+    CHECK(server.runtime().instances().at(0)->run_health_checks().empty());
 }
 
 TEST_CASE("a plugin written in C against bare abi.h loads and serves", "[abi]") {

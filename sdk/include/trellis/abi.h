@@ -36,7 +36,7 @@ extern "C" {
 
 /** ABI version of this header; independent of the Trellis product version. */
 #define TRELLIS_ABI_MAJOR 1
-#define TRELLIS_ABI_MINOR 2
+#define TRELLIS_ABI_MINOR 3
 
 /** Name of the one symbol every plugin exports (see trellis_plugin_entry_fn). */
 #define TRELLIS_PLUGIN_ENTRY_SYMBOL "trellis_plugin_entry"
@@ -292,6 +292,56 @@ typedef struct trellis_migration {
     trellis_str dialect;
 } trellis_migration;
 
+/* ---- 1.3: metrics and readiness checks ----------------------------------- */
+
+/** 1.3: the kind of a metric a plugin registers (trellis_metric_spec.kind). */
+typedef int32_t trellis_metric_kind;
+#define TRELLIS_METRIC_COUNTER 0   /* only goes up; the name must end in "_total" */
+#define TRELLIS_METRIC_GAUGE 1     /* set, or moved up and down */
+#define TRELLIS_METRIC_HISTOGRAM 2 /* observations counted in buckets */
+
+/**
+ * 1.3: a metric family registered with metric_register. Host-owned; valid until on_destroy
+ * of the instance returns. Usable from any thread.
+ */
+typedef struct trellis_metric trellis_metric;
+
+/**
+ * 1.3: what metric_register registers. The host copies everything during the call.
+ * name:        must start with the plugin's name and '_' ("notes_created_total" for the
+ *              plugin notes) and be a valid Prometheus name ([a-zA-Z_:][a-zA-Z0-9_:]*).
+ * label_names: [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__", none twice; "le" not for a
+ *              histogram. Updates give one value per label name, in this order.
+ * buckets:     histogram only: strictly increasing upper bounds; NULL / 0 for the host's
+ *              default (0.5 ms to 10 s, for durations in seconds).
+ * At most 100 distinct label-value sets per metric: updates of further sets are dropped
+ * and counted by the host (trellis_plugin_metric_updates_dropped_total).
+ */
+typedef struct trellis_metric_spec {
+    uint32_t struct_size; /* sizeof(trellis_metric_spec) as the plugin saw it */
+    trellis_metric_kind kind;
+    trellis_str name;
+    trellis_str help;
+    const trellis_str* label_names;
+    size_t label_count;
+    const double* buckets;
+    size_t bucket_count;
+} trellis_metric_spec;
+
+/** 1.3: the result of one readiness check run; see check_set_message. */
+typedef struct trellis_check trellis_check;
+
+/**
+ * 1.3: a readiness check of the plugin, registered with register_check.
+ * Called by:  host, whenever readiness is evaluated (GET /readyz and the like).
+ * Threading:  any host thread, concurrently with requests and with itself; must return
+ *             quickly (well under a second) and must not block on the database for long.
+ * Ownership:  check is valid during the call only.
+ * Returns:    TRELLIS_OK when ready; anything else reports the check as failing. A message
+ *             set with check_set_message explains either outcome.
+ */
+typedef trellis_status (*trellis_on_check_fn)(void* user_data, trellis_check* check);
+
 /* ---- What the host implements (the plugin calls these) -------------------- */
 
 /**
@@ -465,6 +515,48 @@ typedef struct trellis_host_api {
      *  version below 1, an empty up_sql or an unknown dialect; TRELLIS_ERROR_CONFLICT for
      *  a version (and dialect) registered twice. */
     trellis_status (*register_migration)(trellis_host* host, const trellis_migration* migration);
+
+    /* -- 1.3: metrics ------------------------------------------------------- *
+     * A plugin built against 1.3 checks abi_minor >= 3 (or struct_size) before calling
+     * these; a 1.2 host does not have them. */
+
+    /** Registers a metric family, or finds again the one this plugin registered under the
+     *  same name with the same kind, labels and buckets (a reloaded instance does this; the
+     *  values carry on). Any time between on_create and on_shutdown, any thread.
+     *  TRELLIS_ERROR_INVALID_ARGUMENT for a name without the plugin's prefix, an invalid
+     *  name or label name, a counter not ending in "_total", or bad buckets;
+     *  TRELLIS_ERROR_CONFLICT when the name is taken with another definition. On error
+     *  *error_out (when not NULL) receives the reason: host-owned, valid until the next
+     *  metric_register call of this instance. */
+    trellis_status (*metric_register)(trellis_host* host, const trellis_metric_spec* spec, trellis_metric** metric_out,
+                                      trellis_str* error_out);
+
+    /** Adds value to a counter (value >= 0) or a gauge (any sign), in the series of these
+     *  label values (one per label name, in order). Any thread. INVALID_ARGUMENT for the
+     *  wrong number of values or a negative counter increment. An update of a new label-value
+     *  set beyond the cap is dropped and still returns TRELLIS_OK. */
+    trellis_status (*metric_add)(trellis_metric* metric, const trellis_str* label_values, size_t label_count,
+                                 double value);
+
+    /** Sets a gauge. Otherwise as metric_add. */
+    trellis_status (*metric_set)(trellis_metric* metric, const trellis_str* label_values, size_t label_count,
+                                 double value);
+
+    /** Observes a value in a histogram. Otherwise as metric_add. */
+    trellis_status (*metric_observe)(trellis_metric* metric, const trellis_str* label_values, size_t label_count,
+                                     double value);
+
+    /* -- 1.3: readiness checks ---------------------------------------------- */
+
+    /** Registers a readiness check named `name` (unique in the instance, [a-z0-9_.-]+).
+     *  Only during on_create or on_init. user_data must stay valid until on_shutdown
+     *  returns. TRELLIS_ERROR_STATE outside those calls, TRELLIS_ERROR_CONFLICT for a name
+     *  registered twice, TRELLIS_ERROR_INVALID_ARGUMENT for a bad name or a NULL check. */
+    trellis_status (*register_check)(trellis_host* host, trellis_str name, trellis_on_check_fn check,
+                                     void* user_data);
+
+    /** Sets the message of a check being run (the last call wins). From the check only. */
+    void (*check_set_message)(trellis_check* check, trellis_str message);
 
     /* Later minors append entries here. */
 } trellis_host_api;

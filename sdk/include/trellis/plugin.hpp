@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <initializer_list>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -349,6 +350,24 @@ struct MiddlewareSlot {
     const trellis_host_api* api;
     Middleware middleware;
 };
+struct CheckSlot {
+    const trellis_host_api* api;
+    std::function<std::pair<bool, std::string>()> check;
+};
+
+inline trellis_status on_check(void* user_data, trellis_check* check) noexcept {
+    auto* slot = static_cast<CheckSlot*>(user_data);
+    try {
+        auto [ok, message] = slot->check();
+        slot->api->check_set_message(check, str(message));
+        return ok ? TRELLIS_OK : TRELLIS_ERROR;
+    } catch (const std::exception& e) {
+        slot->api->check_set_message(check, str(e.what()));
+    } catch (...) {
+        slot->api->check_set_message(check, str("unknown exception"));
+    }
+    return TRELLIS_ERROR;
+}
 
 // Turns whatever a handler throws into a response (HttpError) or an ABI error code.
 template <typename Body>
@@ -412,6 +431,64 @@ inline trellis_status on_middleware(void* user_data, trellis_request* req, trell
 
 }  // namespace detail
 
+/// A metric the plugin registered (ABI 1.3): see Context::counter, gauge and histogram.
+/// Copyable; valid until the plugin instance is destroyed; usable from any thread. Label
+/// values are given in the order of the label names the metric was registered with.
+class Metric {
+public:
+    Metric() = default;
+    Metric(const trellis_host_api* api, trellis_metric* raw) : api_(api), raw_(raw) {}
+    trellis_metric* raw() const { return raw_; }
+
+protected:
+    using Labels = std::initializer_list<std::string_view>;
+    using Update = trellis_status (*)(trellis_metric*, const trellis_str*, size_t, double);
+    void update(Update fn, Labels labels, double value, const char* what) const {
+        if (!api_ || !raw_) throw std::logic_error("metric used before it was registered");
+        trellis_str values[16];
+        if (labels.size() > 16) throw std::invalid_argument("a metric has at most 16 labels");
+        size_t i = 0;
+        for (std::string_view label : labels) values[i++] = detail::str(label);
+        if (fn(raw_, values, labels.size(), value) != TRELLIS_OK)
+            throw std::invalid_argument(std::string("invalid metric ") + what +
+                                        " (wrong number of label values, or a negative counter increment)");
+    }
+    const trellis_host_api* api_ = nullptr;
+    trellis_metric* raw_ = nullptr;
+};
+
+/// Only goes up. Its name ends in "_total".
+class Counter : public Metric {
+public:
+    using Metric::Metric;
+    void inc(double by = 1.0, Labels labels = {}) const { update(api_->metric_add, labels, by, "increment"); }
+    void inc(Labels labels) const { inc(1.0, labels); }
+};
+
+/// Set, or moved up and down.
+class Gauge : public Metric {
+public:
+    using Metric::Metric;
+    void set(double value, Labels labels = {}) const { update(api_->metric_set, labels, value, "set"); }
+    void add(double by, Labels labels = {}) const { update(api_->metric_add, labels, by, "add"); }
+    void inc(Labels labels = {}) const { add(1.0, labels); }
+    void dec(Labels labels = {}) const { add(-1.0, labels); }
+};
+
+/// Observations counted in buckets (durations in seconds by default).
+class Histogram : public Metric {
+public:
+    using Metric::Metric;
+    void observe(double value, Labels labels = {}) const { update(api_->metric_observe, labels, value, "observation"); }
+};
+
+/// The outcome of a readiness check (ABI 1.3): see Context::add_readiness_check.
+struct CheckResult {
+    bool ok = true;
+    std::string message;
+};
+using ReadinessCheck = std::function<CheckResult()>;
+
 class Plugin;
 
 /// What a plugin's init() receives: its configuration, its logger, and registration.
@@ -429,8 +506,15 @@ class Plugin;
 class Context {
 public:
     Context(const trellis_host_api* api, trellis_host* host, const nlohmann::json& config,
-            std::deque<detail::RouteSlot>& routes, std::deque<detail::MiddlewareSlot>& middleware)
-        : api_(api), host_(host), config_(config), logger_(api, host), routes_(routes), middleware_(middleware) {}
+            std::deque<detail::RouteSlot>& routes, std::deque<detail::MiddlewareSlot>& middleware,
+            std::deque<detail::CheckSlot>* checks = nullptr)
+        : api_(api),
+          host_(host),
+          config_(config),
+          logger_(api, host),
+          routes_(routes),
+          middleware_(middleware),
+          checks_(checks) {}
 
     /// A view of this context whose route and middleware registrations carry the
     /// non-blocking flag (see above). Only the registrations made through it are flagged.
@@ -515,13 +599,88 @@ public:
         }
     }
 
+    /// ABI 1.3: the host's minor is at least 3, so metrics and readiness checks exist. The
+    /// calls below throw std::logic_error on an older host; check this first to make them
+    /// optional.
+    bool host_has_metrics() const {
+        return api_->abi_minor >= 3 &&
+               api_->struct_size >= offsetof(trellis_host_api, check_set_message) + sizeof(api_->check_set_message);
+    }
+
+    /// Registers a counter (ABI 1.3), served by the host at GET /metrics on its admin
+    /// listener. The name starts with the plugin's name and '_' and ends in "_total"
+    /// ("notes_created_total"); label_names are the labels each update gives values for.
+    /// At most 100 distinct label-value sets per metric (further ones are dropped). A
+    /// reloaded instance registering the same metric gets the same series back.
+    Counter counter(std::string_view name, std::string_view help, const std::vector<std::string>& label_names = {}) {
+        return Counter(api_, register_metric(TRELLIS_METRIC_COUNTER, name, help, label_names, {}));
+    }
+    Gauge gauge(std::string_view name, std::string_view help, const std::vector<std::string>& label_names = {}) {
+        return Gauge(api_, register_metric(TRELLIS_METRIC_GAUGE, name, help, label_names, {}));
+    }
+    /// buckets: strictly increasing upper bounds; empty for the host's default (0.5 ms to
+    /// 10 s, for durations in seconds).
+    Histogram histogram(std::string_view name, std::string_view help, const std::vector<double>& buckets = {},
+                        const std::vector<std::string>& label_names = {}) {
+        return Histogram(api_, register_metric(TRELLIS_METRIC_HISTOGRAM, name, help, label_names, buckets));
+    }
+
+    /// Registers a readiness check (ABI 1.3): the host runs it when readiness is asked for
+    /// (GET /readyz), on any thread, concurrently with requests. It must return quickly.
+    /// Name: [a-z0-9_.-]+, unique in the plugin. A thrown exception counts as failing.
+    void add_readiness_check(std::string_view name, ReadinessCheck check) {
+        require_metrics("readiness checks");
+        if (!checks_) throw std::logic_error("readiness checks can only be added from init()");
+        checks_->push_back(detail::CheckSlot{api_, [check = std::move(check)] {
+                                                 CheckResult result = check();
+                                                 return std::make_pair(result.ok, std::move(result.message));
+                                             }});
+        trellis_status status = api_->register_check(host_, detail::str(name), &detail::on_check, &checks_->back());
+        if (status != TRELLIS_OK) {
+            checks_->pop_back();
+            throw std::invalid_argument("cannot register readiness check '" + std::string(name) + "': " +
+                                        (status == TRELLIS_ERROR_CONFLICT ? "the name is registered twice"
+                                         : status == TRELLIS_ERROR_STATE  ? "only from init()"
+                                                                          : "the name is not [a-z0-9_.-]+"));
+        }
+    }
+
 private:
+    void require_metrics(const char* what) const {
+        if (!host_has_metrics())
+            throw std::logic_error(std::string(what) + " need a host of plugin ABI 1.3 or later; this host offers " +
+                                   std::to_string(api_->abi_major) + "." + std::to_string(api_->abi_minor));
+    }
+
+    trellis_metric* register_metric(trellis_metric_kind kind, std::string_view name, std::string_view help,
+                                    const std::vector<std::string>& label_names, const std::vector<double>& buckets) {
+        require_metrics("metrics");
+        std::vector<trellis_str> labels;
+        for (const auto& label : label_names) labels.push_back(detail::str(label));
+        trellis_metric_spec spec{};
+        spec.struct_size = sizeof(trellis_metric_spec);
+        spec.kind = kind;
+        spec.name = detail::str(name);
+        spec.help = detail::str(help);
+        spec.label_names = labels.empty() ? nullptr : labels.data();
+        spec.label_count = labels.size();
+        spec.buckets = buckets.empty() ? nullptr : buckets.data();
+        spec.bucket_count = buckets.size();
+        trellis_metric* metric = nullptr;
+        trellis_str error{nullptr, 0};
+        if (api_->metric_register(host_, &spec, &metric, &error) != TRELLIS_OK)
+            throw std::invalid_argument("cannot register metric '" + std::string(name) + "': " +
+                                        (error.size ? std::string(detail::view(error)) : std::string("refused")));
+        return metric;
+    }
+
     const trellis_host_api* api_;
     trellis_host* host_;
     const nlohmann::json& config_;
     Logger logger_;
     std::deque<detail::RouteSlot>& routes_;
     std::deque<detail::MiddlewareSlot>& middleware_;
+    std::deque<detail::CheckSlot>* checks_;
     bool non_blocking_ = false;
 };
 
@@ -546,6 +705,7 @@ struct Instance {
     nlohmann::json config;
     std::deque<RouteSlot> routes;
     std::deque<MiddlewareSlot> middleware;
+    std::deque<CheckSlot> checks;  // 1.3
 };
 
 template <typename Body>
@@ -577,7 +737,8 @@ inline trellis_status on_init(void* raw) {
     return lifecycle_guard(instance->api, instance->host, [&] {
         std::string_view text = view(instance->api->config_json(instance->host));
         instance->config = text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text);
-        Context context(instance->api, instance->host, instance->config, instance->routes, instance->middleware);
+        Context context(instance->api, instance->host, instance->config, instance->routes, instance->middleware,
+                        &instance->checks);
         instance->plugin->init(context);
     });
 }

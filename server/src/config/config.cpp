@@ -595,7 +595,8 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
 
 // ---- Checking sections ----------------------------------------------------------------
 
-constexpr std::array<std::string_view, 6> kTopKeys{"server", "logging", "database", "middleware", "plugins", "health"};
+constexpr std::array<std::string_view, 7> kTopKeys{"server", "logging", "database", "middleware", "plugins", "health",
+                                                   "metrics"};
 constexpr std::array<std::string_view, 1> kHealthKeys{"readyz_requires_database"};
 // Both engines' keys, then the event engine's, then the Poco engine's; counted by the compiler.
 constexpr auto kServerKeys = std::to_array<std::string_view>(
@@ -607,6 +608,7 @@ constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acq
                                                         "migrate_on_start"};
 constexpr std::array<std::string_view, 7> kLoggingKeys{"level",  "format",        "access_log", "levels",
                                                        "output", "access_output", "buffer_size"};
+constexpr std::array<std::string_view, 1> kMetricsKeys{"enabled"};
 constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
 constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kFormats{"text", "json"};
@@ -829,6 +831,16 @@ void read_logging(const Node& node, LoggingConfig& logging, const fs::path& env_
     for (const Entry& entry : node.entries) read_logging_key(entry, logging, env_base_dir, errors);
 }
 
+void read_metrics(const Node& node, MetricsConfig& metrics, Errors& errors) {
+    if (!is_section(node, "metrics", "", errors)) return;
+    for (const Entry& entry : node.entries) {
+        if (entry.key == "enabled")
+            assign(metrics.enabled, read_bool(entry.value, "metrics.enabled", errors));
+        else
+            unknown_key(entry, "metrics." + entry.key, kMetricsKeys, errors);
+    }
+}
+
 // Relative paths mean relative to the file that wrote them, not to wherever the server was
 // started; a value from the environment counts as written beside the main file.
 fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir) {
@@ -963,6 +975,8 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
             read_plugins(value, env_base_dir, config, errors);
         else if (entry.key == "health")
             read_health(value, config.health, errors);
+        else if (entry.key == "metrics")
+            read_metrics(value, config.metrics, errors);
         else
             unknown_key(entry, entry.key, kTopKeys, errors);
     }

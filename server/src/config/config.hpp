@@ -121,6 +121,10 @@ struct HealthConfig {
     bool readyz_requires_database = false;  // a database outage turns /readyz 503
 };
 
+struct MetricsConfig {
+    bool enabled = true;  // request instrumentation (GET /metrics on the admin listener stays)
+};
+
 struct PluginConfig {
     std::string name;
     bool enabled = true;
@@ -137,6 +141,7 @@ struct PluginConfig {
 struct Config {
     ServerConfig server;
     LoggingConfig logging;
+    MetricsConfig metrics;
     DatabaseConfig database;
     HealthConfig health;
     std::vector<std::string> middleware;  // global, applied to every request, in order

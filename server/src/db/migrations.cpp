@@ -11,6 +11,8 @@
 #include <Poco/DigestEngine.h>
 #include <Poco/SHA2Engine.h>
 
+#include "metrics/metrics.hpp"
+
 namespace trellis::db {
 namespace {
 
@@ -300,12 +302,16 @@ tl::expected<int, std::string> Migrator::up(const std::string& plugin, const std
             return session->write(plugin, m, Record{m.version, m.name, checksum(m.up), now_iso(), ms.count(), true, {}});
         });
         if (ran) {
-            if (!skipped) ++applied;
+            if (!skipped) {
+                ++applied;
+                metrics::database().migrations_applied.fetch_add(1);
+            }
             continue;
         }
         if (!reached_sql)  // no lock, no history: the migration never ran, so nothing to record
             return tl::unexpected(label(m) + " could not start, nothing was changed: " + ran.error());
         // Rolled back: record the failure in a transaction of its own.
+        metrics::database().migrations_failed.fetch_add(1);
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
         std::string message = label(m) + " failed and was rolled back: " + ran.error();
         auto recorded = in_transaction(connection, [&] {

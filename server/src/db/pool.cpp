@@ -15,6 +15,7 @@
 #include <soci/sqlite3/soci-sqlite3.h>
 
 #include "runtime/logging.hpp"
+#include "metrics/metrics.hpp"
 
 namespace trellis::db {
 namespace {
@@ -229,7 +230,12 @@ tl::expected<Connection, Error> Pool::acquire() { return acquire(config_.acquire
 
 tl::expected<Connection, Error> Pool::acquire(std::chrono::milliseconds timeout) {
     std::size_t slot = 0;
-    if (!pool_->try_lease(slot, static_cast<int>(timeout.count())))
+    auto& counted = metrics::database();
+    counted.acquire_waiting.fetch_add(1, std::memory_order_relaxed);
+    const bool leased = pool_->try_lease(slot, static_cast<int>(timeout.count()));
+    counted.acquire_waiting.fetch_sub(1, std::memory_order_relaxed);
+    if (!leased) counted.acquire_timeouts.fetch_add(1, std::memory_order_relaxed);
+    if (!leased)
         return tl::unexpected(Error{TRELLIS_ERROR_UNAVAILABLE, "no database connection became free within " +
                                                                    std::to_string(timeout.count()) + " ms (pool of " +
                                                                    std::to_string(size()) + ")"});
@@ -269,7 +275,9 @@ void Pool::give_back(std::size_t slot, bool /*in_transaction*/) {
 
 // ---- Connection -------------------------------------------------------------------------
 
-Connection::Connection(Pool* pool, std::size_t slot) : pool_(pool), slot_(slot) {}
+Connection::Connection(Pool* pool, std::size_t slot) : pool_(pool), slot_(slot) {
+    metrics::database().connections_in_use.fetch_add(1, std::memory_order_relaxed);
+}
 
 Connection::Connection(Connection&& other) noexcept
     : pool_(other.pool_), slot_(other.slot_), in_transaction_(other.in_transaction_) {
@@ -278,6 +286,7 @@ Connection::Connection(Connection&& other) noexcept
 
 Connection::~Connection() {
     if (!pool_) return;
+    metrics::database().connections_in_use.fetch_sub(1, std::memory_order_relaxed);
     try {
         pool_->give_back(slot_, in_transaction_);
     } catch (...) {
@@ -287,6 +296,7 @@ Connection::~Connection() {
 config::Dialect Connection::dialect() const { return pool_->dialect(); }
 
 Error Connection::fail(const std::exception& e) {
+    metrics::database().query_errors.fetch_add(1, std::memory_order_relaxed);
     Error error{TRELLIS_ERROR, statement_message(e)};
     if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
         const std::string state = pg->sqlstate();

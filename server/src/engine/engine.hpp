@@ -80,6 +80,16 @@ public:
     // to finish; responses sent from now on carry Connection: close.
     virtual void stop() = 0;
     virtual std::uint16_t port() const = 0;
+
+    // Connection counts since start, read at scrape (GET /metrics).
+    struct Stats {
+        std::int64_t open = 0;       // connections open now (Poco: served and queued)
+        std::uint64_t accepted = 0;  // connections accepted
+        std::uint64_t refused = 0;   // event: accepts deferred at max_connections or failed for lack of
+                                     // descriptors/memory (EMFILE, ENFILE, ENOBUFS, ENOMEM); Poco:
+                                     // connections refused beyond max_queued
+    };
+    virtual Stats stats() const { return {}; }
 };
 
 // Binds the socket immediately so that a busy port is reported before anything starts.

@@ -65,6 +65,10 @@ public:
     void start() override;
     void stop() override;
     std::uint16_t port() const override { return port_; }
+    Stats stats() const override {
+        return {open_.load(std::memory_order_relaxed), accepted_.load(std::memory_order_relaxed),
+                refused_.load(std::memory_order_relaxed)};
+    }
 
     const Options& options() const { return options_; }
     const Handler& handler() const { return handler_; }
@@ -84,6 +88,8 @@ private:
     std::size_t next_loop_ = 0;
     std::atomic<int> open_{0};
     std::atomic<bool> paused_{false};
+    std::atomic<std::uint64_t> accepted_{0};
+    std::atomic<std::uint64_t> refused_{0};
     Clock::time_point last_backoff_log_{};
     bool started_ = false;
     std::atomic<bool> stopped_{false};
@@ -281,6 +287,7 @@ void EventEngine::accept() {
     if (open_.load() >= options_.max_connections) {
         // Full: accept again when a connection closes (connection_closed resumes).
         paused_ = true;
+        refused_.fetch_add(1, std::memory_order_relaxed);
         if (open_.load() < options_.max_connections && paused_.exchange(false)) accept();
         return;
     }
@@ -292,6 +299,7 @@ void EventEngine::accept() {
             if (error.value() == EMFILE || error.value() == ENFILE || error.value() == ENOBUFS ||
                 error.value() == ENOMEM) {
                 // Out of descriptors or memory: wait for connections to close instead of spinning.
+                refused_.fetch_add(1, std::memory_order_relaxed);
                 auto now = Clock::now();
                 if (now - last_backoff_log_ > std::chrono::seconds(1)) {
                     log_->warn("{} listener cannot accept ({}); {} connections open; pausing accepts briefly",
@@ -308,6 +316,7 @@ void EventEngine::accept() {
             return;
         }
         ++open_;
+        accepted_.fetch_add(1, std::memory_order_relaxed);
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         auto endpoint = socket.remote_endpoint(ignored);

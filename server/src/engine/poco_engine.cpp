@@ -445,6 +445,11 @@ public:
     }
 
     std::uint16_t port() const override { return port_; }
+    Stats stats() const override {
+        return {static_cast<std::int64_t>(server_->currentConnections() + server_->queuedConnections()),
+                static_cast<std::uint64_t>(server_->totalConnections()),
+                static_cast<std::uint64_t>(server_->refusedConnections())};
+    }
 
 private:
     Options options_;                    // before server_: its handlers read it

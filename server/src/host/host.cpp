@@ -55,6 +55,7 @@ Host::Host(std::shared_ptr<const config::Config> config, ConfigSource reload_sou
 tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr<const config::Config> config,
                                                                  ConfigSource reload_source) {
     std::unique_ptr<Host> host(new Host(config, std::move(reload_source)));
+    host->metrics_ = std::make_unique<metrics::Metrics>(config->metrics.enabled);
     auto runtime = runtime::Runtime::build(config, host->libraries_);
     if (!runtime) return tl::unexpected(std::move(runtime.error()));
 
@@ -66,6 +67,7 @@ tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr
         options.workers = host->workers_.get();
     }
     options.inline_warn = server.inline_warn;
+    if (config->metrics.enabled) options.metrics = host->metrics_.get();
     // For benchmarks only: measures what the hop to a worker costs a non-blocking route.
     if (const char* force = std::getenv("TRELLIS_FORCE_WORKERS"); force && std::string_view(force) == "1")
         options.force_workers = true;
@@ -80,9 +82,11 @@ tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr
         auto admin_routes = std::make_unique<runtime::ListenerRoutes>("admin", false);
         host->add_health_routes(*admin_routes, true);
         add_admin_routes(*admin_routes, *host);
+        host->add_metrics_route(*admin_routes);
         if (auto added = host->add_listener(std::move(admin_routes), true); !added)
             return tl::unexpected(config::Errors{added.error()});
     }
+    host->add_metrics_callbacks();
     return host;
 }
 

@@ -18,6 +18,7 @@
 #include "engine/engine.hpp"
 #include "host/readiness.hpp"
 #include "host/worker_pool.hpp"
+#include "metrics/metrics.hpp"
 #include "plugin/loader.hpp"
 #include "runtime/pipeline.hpp"
 #include "runtime/runtime.hpp"
@@ -66,10 +67,14 @@ public:
     runtime::Pipeline& pipeline() { return *pipeline_; }
     plugin::LibraryCache& libraries() { return libraries_; }
     std::shared_ptr<const config::Config> config() const;
+    // The registry GET /metrics serves; add_callback() adds values read at scrape.
+    metrics::Metrics& metrics() { return *metrics_; }
 
 private:
     Host(std::shared_ptr<const config::Config> config, ConfigSource reload_source);
     void add_health_routes(runtime::ListenerRoutes& routes, bool admin = false);
+    void add_metrics_route(runtime::ListenerRoutes& routes);  // host/host_metrics.cpp
+    void add_metrics_callbacks();
     tl::expected<void, std::string> add_listener(std::unique_ptr<runtime::ListenerRoutes> routes, bool admin);
 
     std::shared_ptr<spdlog::logger> log_;
@@ -80,6 +85,7 @@ private:
     std::atomic<bool> ready_{false};
     std::atomic<bool> shutting_down_{false};
     std::unique_ptr<Readiness> readiness_;
+    std::unique_ptr<metrics::Metrics> metrics_;  // outlives the pipeline and engines that count into it
     plugin::LibraryCache libraries_;
     std::unique_ptr<WorkerPool> workers_;
     std::unique_ptr<runtime::Pipeline> pipeline_;

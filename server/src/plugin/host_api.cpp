@@ -395,6 +395,97 @@ trellis_status api_register_migration(trellis_host* host, const trellis_migratio
     });
 }
 
+// ---- 1.3: metrics and readiness checks ------------------------------------------------
+
+trellis_status api_metric_register(trellis_host* host, const trellis_metric_spec* spec, trellis_metric** metric_out,
+                                   trellis_str* error_out) {
+    if (!host || !spec || !metric_out || !TRELLIS_COVERS(spec, trellis_metric_spec, bucket_count) ||
+        (spec->label_count > 0 && !spec->label_names) || (spec->bucket_count > 0 && !spec->buckets))
+        return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] {
+        std::lock_guard lock(host->metrics_mutex);
+        host->metric_error.clear();
+        const auto refuse = [&](trellis_status status, std::string message) {
+            if (host->logger) host->logger->error("{}", message);
+            host->metric_error = std::move(message);
+            if (error_out) *error_out = str(host->metric_error);
+            return status;
+        };
+        metrics::Kind kind;
+        switch (spec->kind) {
+            case TRELLIS_METRIC_COUNTER: kind = metrics::Kind::counter; break;
+            case TRELLIS_METRIC_GAUGE: kind = metrics::Kind::gauge; break;
+            case TRELLIS_METRIC_HISTOGRAM: kind = metrics::Kind::histogram; break;
+            default:
+                return refuse(TRELLIS_ERROR_INVALID_ARGUMENT,
+                              "metric '" + std::string(view(spec->name)) + "': unknown kind " + std::to_string(spec->kind));
+        }
+        std::vector<std::string> labels;
+        for (size_t i = 0; i < spec->label_count; ++i) labels.emplace_back(view(spec->label_names[i]));
+        std::vector<double> buckets(spec->buckets, spec->buckets + spec->bucket_count);
+        auto added = metrics::plugin_registry().add(host->plugin_name, kind, std::string(view(spec->name)),
+                                                    std::string(view(spec->help)), std::move(labels),
+                                                    std::move(buckets));
+        if (!added.family)
+            return refuse(added.error.find("already registered") != std::string::npos ? TRELLIS_ERROR_CONFLICT
+                                                                                      : TRELLIS_ERROR_INVALID_ARGUMENT,
+                          std::move(added.error));
+        host->metrics.push_back(trellis_metric{added.family});
+        *metric_out = &host->metrics.back();
+        return TRELLIS_OK;
+    });
+}
+
+trellis_status metric_update(trellis_metric* metric, const trellis_str* label_values, size_t label_count,
+                             double value, metrics::PluginFamily::Op op) {
+    if (!metric || !metric->family || (label_count > 0 && !label_values)) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    return guarded([&] {
+        std::vector<std::string> values;
+        values.reserve(label_count);
+        for (size_t i = 0; i < label_count; ++i) values.emplace_back(view(label_values[i]));
+        return metric->family->update(op, values, value).empty() ? TRELLIS_OK : TRELLIS_ERROR_INVALID_ARGUMENT;
+    });
+}
+
+trellis_status api_metric_add(trellis_metric* metric, const trellis_str* label_values, size_t label_count,
+                              double value) {
+    return metric_update(metric, label_values, label_count, value, metrics::PluginFamily::Op::add);
+}
+
+trellis_status api_metric_set(trellis_metric* metric, const trellis_str* label_values, size_t label_count,
+                              double value) {
+    return metric_update(metric, label_values, label_count, value, metrics::PluginFamily::Op::set);
+}
+
+trellis_status api_metric_observe(trellis_metric* metric, const trellis_str* label_values, size_t label_count,
+                                  double value) {
+    return metric_update(metric, label_values, label_count, value, metrics::PluginFamily::Op::observe);
+}
+
+trellis_status api_register_check(trellis_host* host, trellis_str name, trellis_on_check_fn check, void* user_data) {
+    if (!host || !check) return TRELLIS_ERROR_INVALID_ARGUMENT;
+    if (!host->registering && !host->creating) return TRELLIS_ERROR_STATE;
+    return guarded([&] {
+        std::string text(view(name));
+        const bool valid = !text.empty() && std::ranges::all_of(text, [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+        });
+        if (!valid) return TRELLIS_ERROR_INVALID_ARGUMENT;
+        for (const auto& existing : host->checks)
+            if (existing.name == text) return TRELLIS_ERROR_CONFLICT;
+        host->checks.push_back(CheckRegistration{std::move(text), check, user_data});
+        return TRELLIS_OK;
+    });
+}
+
+void api_check_set_message(trellis_check* check, trellis_str message) {
+    if (!check) return;
+    try {
+        check->message.assign(view(message));
+    } catch (...) {
+    }
+}
+
 const trellis_host_api table = {
     sizeof(trellis_host_api),
     TRELLIS_ABI_MAJOR,
@@ -435,6 +526,12 @@ const trellis_host_api table = {
     api_rows_value,
     api_rows_free,
     api_register_migration,
+    api_metric_register,
+    api_metric_add,
+    api_metric_set,
+    api_metric_observe,
+    api_register_check,
+    api_check_set_message,
 };
 
 }  // namespace

@@ -2,7 +2,9 @@
 // the function table handed to every plugin instance.
 #pragma once
 
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "db/migrations.hpp"
 #include "db/pool.hpp"
 #include "http/message.hpp"
+#include "metrics/metrics.hpp"
 
 namespace trellis::plugin {
 
@@ -34,12 +37,27 @@ struct MiddlewareRegistration {
     bool non_blocking = false;  // 1.2: TRELLIS_MIDDLEWARE_NON_BLOCKING
 };
 
+// 1.3: a readiness check an instance registered.
+struct CheckRegistration {
+    std::string name;
+    trellis_on_check_fn check = nullptr;
+    void* user_data = nullptr;
+};
+
 // The function table every instance receives; one static table for the whole process.
 const trellis_host_api& host_api();
 
 }  // namespace trellis::plugin
 
 // Definitions of the opaque handles (global namespace, as declared in abi.h).
+
+struct trellis_metric {
+    trellis::metrics::PluginFamily* family = nullptr;
+};
+
+struct trellis_check {
+    std::string message;
+};
 
 struct trellis_host {
     std::string plugin_name;
@@ -51,7 +69,13 @@ struct trellis_host {
     std::shared_ptr<spdlog::logger> logger;
     std::shared_ptr<trellis::db::Pool> database;      // 1.1
     std::vector<trellis::db::Migration> migrations;  // 1.1, as registered
+    bool creating = false;                                  // 1.3: on_create is running (checks may register)
+    std::vector<trellis::plugin::CheckRegistration> checks;  // 1.3
+    std::deque<trellis_metric> metrics;                       // 1.3: handles, stable addresses
+    std::mutex metrics_mutex;                                 // 1.3: metric_register from any thread
+    std::string metric_error;                                 // 1.3: error_out of metric_register
 };
+
 
 struct trellis_db {
     trellis::db::Connection connection;

@@ -19,11 +19,13 @@ tl::expected<std::unique_ptr<Instance>, std::string> Instance::create(std::share
     std::unique_ptr<Instance> self(
         new Instance(std::move(library), std::move(config_json), std::move(logger), std::move(database)));
     trellis_status status = TRELLIS_ERROR;
+    self->host_.creating = true;
     try {
         status = self->library_->descriptor->on_create(&host_api(), &self->host_, &self->instance_);
     } catch (...) {
         self->host_.error = "on_create threw an exception through the ABI";
     }
+    self->host_.creating = false;
     if (status != TRELLIS_OK) return tl::unexpected(self->failure("on_create", status));
     self->created_ = true;
     return self;
@@ -43,6 +45,7 @@ tl::expected<void, std::string> Instance::init() {
         host_.routes.clear();
         host_.middleware.clear();
         host_.migrations.clear();
+        host_.checks.clear();
         return tl::unexpected(failure("on_init", status));
     }
     initialised_ = true;
@@ -67,6 +70,24 @@ Instance::~Instance() {
     } catch (...) {
         if (host_.logger) host_.logger->error("on_destroy threw an exception through the ABI");
     }
+}
+
+std::vector<HealthCheckResult> Instance::run_health_checks() const {
+    std::vector<HealthCheckResult> results;
+    results.reserve(host_.checks.size());
+    for (const auto& registered : host_.checks) {
+        trellis_check check;
+        trellis_status status = TRELLIS_ERROR;
+        try {
+            status = registered.check(registered.user_data, &check);
+        } catch (...) {
+            check.message = "the check threw an exception through the ABI";
+        }
+        if (status != TRELLIS_OK && check.message.empty())
+            check.message = "failed with status " + std::to_string(status) + " and no message";
+        results.push_back(HealthCheckResult{registered.name, status == TRELLIS_OK, std::move(check.message)});
+    }
+    return results;
 }
 
 std::string Instance::failure(const char* call, trellis_status status) const {

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 #include <tl/expected.hpp>
@@ -12,6 +13,13 @@
 #include "plugin/loader.hpp"
 
 namespace trellis::plugin {
+
+// The outcome of one readiness check a plugin registered (ABI 1.3).
+struct HealthCheckResult {
+    std::string name;
+    bool ok;
+    std::string message;
+};
 
 class Instance {
 public:
@@ -34,6 +42,10 @@ public:
     const std::vector<RouteRegistration>& routes() const { return host_.routes; }
     const std::vector<MiddlewareRegistration>& middleware() const { return host_.middleware; }
     const std::vector<db::Migration>& migrations() const { return host_.migrations; }
+
+    // Runs every readiness check the plugin registered, in registration order; a check that
+    // throws fails with that message. Any thread, concurrently with requests.
+    std::vector<HealthCheckResult> run_health_checks() const;
 
 private:
     Instance(std::shared_ptr<const Library> library, std::string config_json, std::shared_ptr<spdlog::logger> logger,

@@ -16,6 +16,7 @@
 #include "http/trace_context.hpp"
 #include "plugin/host_api.hpp"
 #include "host/worker_pool.hpp"
+#include "metrics/metrics.hpp"
 #include "runtime/logging.hpp"
 
 namespace trellis::runtime {
@@ -84,15 +85,49 @@ struct Pipeline::Work {
     // for the scope of the thread that moved it to a worker.
     std::array<char, 32> trace_id{};
     std::string_view trace_view() const { return {trace_id.data(), trace_id.size()}; }
+    const metrics::Metrics::Series* series = nullptr;  // host routes; else from the match
 };
 
 Pipeline::Pipeline(std::shared_ptr<const Runtime> initial, PipelineOptions options)
     : runtime_(std::move(initial)),
       options_(options),
       log_(logging::get("trellis")),
-      access_log_(logging::get("access")) {}
+      access_log_(logging::get("access")) {
+    install_metrics(runtime_.load().get());
+}
 
-void Pipeline::replace(std::shared_ptr<const Runtime> next) { runtime_.store(std::move(next)); }
+void Pipeline::replace(std::shared_ptr<const Runtime> next) {
+    install_metrics(next.get());
+    runtime_.store(std::move(next));
+}
+
+// The series of every route target, resolved once per runtime so that a request only
+// increments what its target points at.
+void Pipeline::install_metrics(const Runtime* runtime) const {
+    if (!options_.metrics || !runtime) return;
+    std::vector<std::pair<std::string, std::string>> routes;
+    routes.reserve(runtime->targets().size());
+    for (const auto& target : runtime->targets()) routes.emplace_back(target.method, target.full_path);
+    options_.metrics->install_routes(runtime, routes);
+}
+
+void Pipeline::count_request(Work& work, std::chrono::steady_clock::time_point now) const noexcept {
+    auto* m = options_.metrics;
+    try {
+        const metrics::Metrics::Series* series = work.series;
+        if (!series && work.runtime && work.match.kind == http::RouteMatch::Kind::found) {
+            auto table = m->routes();
+            if (table && table->key == work.runtime.get())
+                series = &table->targets[work.match.route_id];
+            else  // the runtime was replaced while this request ran
+                series = &m->series(work.request->method, work.runtime->target(work.match.route_id).full_path);
+        }
+        if (!series) series = &m->unmatched(work.request->method);
+        metrics::Metrics::record(*series, work.response->status, std::chrono::duration<double>(now - work.started).count());
+    } catch (...) {
+    }
+    m->request_finished();
+}
 
 Pipeline::Counts Pipeline::counts() const {
     return {inline_runs_.load(std::memory_order_relaxed), worker_runs_.load(std::memory_order_relaxed),
@@ -118,6 +153,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
     work.request = &exchange.request;
     work.response = &exchange.response;
     work.started = std::chrono::steady_clock::now();
+    if (options_.metrics) options_.metrics->request_started();
     http::Request& request = exchange.request;
     http::Response& response = exchange.response;
     request.request_id = http::choose_request_id(request.header(http::request_id_header));
@@ -134,6 +170,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         }
         http::RouteMatch own = listener.router().match(request.method, request.path);
         if (own.kind == http::RouteMatch::Kind::found) {
+            if (options_.metrics) work.series = &options_.metrics->series(request.method, request.path);
             if (listener.blocking(own.route_id) && exchange.on_event_loop() && options_.workers)
                 return run_host_answer_on_worker(work, listener.answer(own.route_id));
             listener.answer(own.route_id)(request, response);
@@ -260,6 +297,15 @@ void Pipeline::run(Work& work) const noexcept {
             const auto& target = runtime.target(match.route_id);
             where = "handler " + target.method + " " + target.full_path + " of plugin '" + target.instance->name() + "'";
         }
+        if (options_.metrics) {
+            // Counted against the plugin whose handler or middleware failed.
+            std::string plugin;
+            if (chain.failed_at == "handler" && match.kind == http::RouteMatch::Kind::found)
+                plugin = runtime.target(match.route_id).instance->name();
+            else if (chain.failed_at.starts_with("middleware "))
+                plugin = chain.failed_at.substr(11, chain.failed_at.find('.') - 11);
+            if (!plugin.empty()) options_.metrics->plugin_request_failed(plugin);
+        }
         const std::string_view reason =
             abi_request.error.empty() ? std::string_view("no message given") : std::string_view(abi_request.error);
         response = http::Response{};
@@ -286,6 +332,8 @@ void Pipeline::run(Work& work) const noexcept {
 void Pipeline::finish(Work& work) const noexcept {
     http::Request& request = *work.request;
     http::Response& response = *work.response;
+    const auto now = std::chrono::steady_clock::now();
+    if (options_.metrics) count_request(work, now);
     try {
         response.set_header(http::request_id_header, request.request_id);
         response.set_header(http::traceparent_header, work.trace.traceparent());
@@ -302,7 +350,7 @@ void Pipeline::finish(Work& work) const noexcept {
             entry.status = response.status;
             entry.bytes = response.body.size();
             entry.duration =
-                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - work.started);
+                std::chrono::duration_cast<std::chrono::microseconds>(now - work.started);
             if (const std::string* agent = request.header("User-Agent")) entry.user_agent = *agent;
             logging::access(entry);
         }

@@ -22,6 +22,9 @@
 namespace trellis::host {
 class WorkerPool;
 }
+namespace trellis::metrics {
+class Metrics;
+}
 
 namespace trellis::runtime {
 
@@ -55,6 +58,7 @@ struct PipelineOptions {
     host::WorkerPool* workers = nullptr;            // null: everything runs where the engine calls
     std::chrono::microseconds inline_warn{5000};    // an inline chain slower than this is logged
     bool force_workers = false;                     // benchmarks: every plugin chain on the pool
+    metrics::Metrics* metrics = nullptr;            // null: no request instrumentation
 };
 
 class Pipeline {
@@ -87,6 +91,8 @@ private:
     void run(Work& work) const noexcept;
     void run_host_answer_on_worker(Work& work, const ListenerRoutes::Answer& answer) const;
     void finish(Work& work) const noexcept;
+    void install_metrics(const Runtime* runtime) const;
+    void count_request(Work& work, std::chrono::steady_clock::time_point now) const noexcept;
 
     std::atomic<std::shared_ptr<const Runtime>> runtime_;
     PipelineOptions options_;

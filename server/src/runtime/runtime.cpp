@@ -6,6 +6,7 @@
 #include <map>
 
 #include "db/migrations.hpp"
+#include "metrics/metrics.hpp"
 #include "plugin/schema.hpp"
 #include "runtime/logging.hpp"
 
@@ -95,6 +96,7 @@ private:
         r.status = PluginStatus::failed;
         r.reason = reason;
         log_->error("{}: {}", describe(r), reason);
+        metrics::plugin_failed(r.name);
     }
 
     void reserve_host_routes() {
@@ -210,6 +212,7 @@ private:
         r.status = PluginStatus::loaded;
         for (auto& binding : bindings) rt_.bindings_.push_back(std::move(binding));
         rt_.instances_.push_back(std::move(*instance));
+        metrics::plugin_started(r.name);
         log_->info("{}: loaded, version {}, ABI {}, mounted at {}", describe(r), r.version, r.abi, r.mount);
     }
 
