@@ -103,9 +103,13 @@ TEST_CASE("GET /admin/migrations lists applied and failed migrations with checks
         "  beta:\n    config:\n      migrations:\n"
         "        - {version: 1, name: broken, up: \"THIS IS NOT SQL\"}\n",
         kSqlite));
+    const auto before = server.pipeline().counts();
     auto r = admin(server, "GET", "/admin/migrations");
     INFO(r.body);
     REQUIRE(r.status == 200);
+    // It reads the database, so on the event engine it ran on the worker pool, not on a loop.
+    if (server.config().server.engine == config::EngineKind::event)
+        CHECK(server.pipeline().counts().worker_runs == before.worker_runs + 1);
     const auto list = r.json()["migrations"];
     const auto applied = find_by(list, "plugin", "alpha");
     REQUIRE(applied != nullptr);
