@@ -1,6 +1,7 @@
 // GET /metrics on the admin listener, and the host's values read at scrape: listener
 // connection counts, the worker queue.
 #include "host/host.hpp"
+#include "runtime/logging.hpp"
 
 namespace trellis::host {
 
@@ -36,6 +37,9 @@ void Host::add_metrics_callbacks() {
     metrics_->add_callback("trellis_worker_rejections_total",
                            "Requests answered 503 because the worker queue was full.", MetricType::Counter, {},
                            [pipeline] { return static_cast<double>(pipeline->counts().worker_rejections); });
+    metrics_->add_callback("trellis_log_lines_dropped_total",
+                           "Log lines dropped because an output's buffer was full (a stalled pipe or disk).",
+                           MetricType::Counter, {}, [] { return static_cast<double>(logging::dropped_lines()); });
 }
 
 }  // namespace trellis::host

@@ -13,8 +13,14 @@ namespace trellis::host {
 
 using nlohmann::json;
 
-std::vector<HealthCheckResult> plugin_checks(const runtime::Runtime&) {
-    return {};  // ABI 1.3 fills this: each loaded instance's run_health_checks().
+std::vector<HealthCheckResult> plugin_checks(const runtime::Runtime& runtime) {
+    std::vector<HealthCheckResult> results;
+    for (const auto& instance : runtime.instances())
+        for (auto& check : instance->run_health_checks()) {
+            check.name = instance->name() + "/" + check.name;
+            results.push_back(std::move(check));
+        }
+    return results;
 }
 
 namespace {

@@ -14,19 +14,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "plugin/instance.hpp"
 #include "runtime/pipeline.hpp"
 #include "runtime/runtime.hpp"
 
 namespace trellis::host {
 
-// One check's outcome. Plugins' checks come as these too (ABI 1.3).
-struct HealthCheckResult {
-    std::string name;
-    bool ok = false;
-    std::string message;
-};
+// One check's outcome; the plugins' own checks (ABI 1.3) come in the same shape.
+using HealthCheckResult = plugin::HealthCheckResult;
 
-// The checks the loaded plugins declare; run on the prober thread, never on an event loop.
+// The checks the loaded plugins registered, named "PLUGIN/CHECK"; run on the prober thread,
+// never on an event loop.
 std::vector<HealthCheckResult> plugin_checks(const runtime::Runtime& runtime);
 
 inline constexpr std::chrono::milliseconds readiness_probe_interval{1000};
