@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <tl/expected.hpp>
 
+#include "http/compression.hpp"
+
 namespace trellis::config {
 
 // Where a value came from, for error messages: "config/trellis.yaml:12:5" or
@@ -72,6 +74,10 @@ struct ServerConfig {
     std::chrono::milliseconds drain_timeout{30000};
     // Where Trellis keeps its files (the embedded SQLite database); relative to the file.
     std::filesystem::path data_dir{"/var/lib/trellis"};
+    // Peers (CIDR or single addresses) whose Forwarded / X-Forwarded-* headers are believed.
+    std::vector<std::string> trusted_proxies;
+    // Host values served; empty: loopback listeners allow localhost names only, others any.
+    std::vector<std::string> allowed_hosts;
 };
 
 enum class Dialect { sqlite, postgresql };
@@ -121,6 +127,7 @@ struct PluginConfig {
 struct Config {
     ServerConfig server;
     LoggingConfig logging;
+    http::CompressionSettings compression;  // `compression:`
     DatabaseConfig database;
     std::vector<std::string> middleware;  // global, applied to every request, in order
     std::vector<std::filesystem::path> plugin_search_paths{"/usr/lib/trellis/plugins"};  // absolute

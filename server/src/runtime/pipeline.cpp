@@ -60,6 +60,12 @@ trellis_status run_terminal(void* context) {
     return TRELLIS_OK;
 }
 
+// The client as the host believes it (trellis.client_address), else the TCP peer.
+const std::string& client_address(const http::Request& request) {
+    const auto it = request.attributes.find("trellis.client_address");
+    return it != request.attributes.end() ? it->second : request.remote_address;
+}
+
 }  // namespace
 
 void ListenerRoutes::add(std::string_view method, std::string_view path, Answer answer) {
@@ -75,6 +81,8 @@ struct Pipeline::Work {
     std::shared_ptr<const Runtime> runtime;
     http::RouteMatch match;
     std::chrono::steady_clock::time_point started;
+    bool on_worker = false;    // running on the worker pool (not an event loop)
+    bool compressed = false;   // compression was decided (and done, or handed off)
 };
 
 Pipeline::Pipeline(std::shared_ptr<const Runtime> initial, PipelineOptions options)
@@ -87,7 +95,7 @@ void Pipeline::replace(std::shared_ptr<const Runtime> next) { runtime_.store(std
 
 Pipeline::Counts Pipeline::counts() const {
     return {inline_runs_.load(std::memory_order_relaxed), worker_runs_.load(std::memory_order_relaxed),
-            worker_rejections_.load(std::memory_order_relaxed)};
+            worker_rejections_.load(std::memory_order_relaxed), compressions_on_workers_.load(std::memory_order_relaxed)};
 }
 
 void Pipeline::handle(http::Request& request, http::Response& response, const ListenerRoutes& listener) const {
@@ -113,6 +121,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
     http::Response& response = exchange.response;
     request.request_id = http::choose_request_id(request.header(http::request_id_header));
     try {
+        if (!edge(request, response, listener)) return finish(work);
         if (request.body_too_large) {
             response.close_connection = true;
             http::set_problem(response, request, 413, "payload_too_large",
@@ -166,6 +175,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         }
         auto job = std::make_shared<Work>(std::move(work));
         if (options_.workers->submit([this, job] {
+                job->on_worker = true;
                 run(*job);
                 finish(*job);
             })) {
@@ -240,9 +250,25 @@ void Pipeline::run(Work& work) const noexcept {
     }
 }
 
+bool Pipeline::edge(http::Request& request, http::Response& response, const ListenerRoutes& listener) const {
+    static const http::ProxyList no_proxies;
+    const http::ClientView client = http::resolve_client(
+        request, options_.trusted_proxies ? *options_.trusted_proxies : no_proxies, "http", listener.authority());
+    request.attributes.insert_or_assign("trellis.client_address", client.address);
+    request.attributes.insert_or_assign("trellis.base_url", client.base_url);
+    if (listener.allows_host(request.header("Host"))) return true;
+    http::set_problem(response, request, 421, "misdirected_request",
+                      "This server does not serve the host named in the request (see server.allowed_hosts).");
+    return false;
+}
+
 void Pipeline::finish(Work& work) const noexcept {
     http::Request& request = *work.request;
     http::Response& response = *work.response;
+    if (!work.compressed) {
+        work.compressed = true;
+        if (compress(work)) return;  // finishes on a worker
+    }
     try {
         response.set_header(http::request_id_header, request.request_id);
         if (logging::access_log_enabled()) {
@@ -254,7 +280,7 @@ void Pipeline::finish(Work& work) const noexcept {
             auto ms = micros.count();
             fmt::memory_buffer line;
             fmt::format_to(std::back_inserter(line), FMT_COMPILE("{} \"{} {}{}{} {}\" {} {} {}.{:03}ms id={}"),
-                           request.remote_address, request.method, request.path, request.query.empty() ? "" : "?",
+                           client_address(request), request.method, request.path, request.query.empty() ? "" : "?",
                            request.query, request.version, response.status, response.body.size(), ms / 1000,
                            ms % 1000, request.request_id);
             access_log_->log(spdlog::level::info, spdlog::string_view_t(line.data(), line.size()));
@@ -265,6 +291,41 @@ void Pipeline::finish(Work& work) const noexcept {
     // Release the runtime before the exchange is handed back: the engine may reuse it at once.
     work.runtime.reset();
     if (work.exchange) work.exchange->complete();
+}
+
+bool Pipeline::compress(Work& work) const noexcept {
+    http::Request& request = *work.request;
+    http::Response& response = *work.response;
+    try {
+        const http::Decision decision = http::plan_compression(request, response, options_.compression);
+        const bool hand_off = decision.plan == http::Plan::compress && !work.on_worker && options_.workers &&
+                              work.exchange && work.exchange->on_event_loop() &&
+                              response.body.size() > options_.inline_compress_limit;
+        if (hand_off) {
+            auto job = std::make_shared<Work>(std::move(work));
+            if (options_.workers->submit([this, job, decision] {
+                    job->on_worker = true;
+                    try {
+                        http::apply_compression(*job->response, decision, options_.compression);
+                    } catch (const std::exception& e) {
+                        log_->warn("request {}: compression failed, sent as is: {}", job->request->request_id, e.what());
+                    }
+                    finish(*job);
+                })) {
+                compressions_on_workers_.fetch_add(1, std::memory_order_relaxed);
+                return true;
+            }
+            // The pool is full: better uncompressed now than a 503 for a finished response.
+            work = std::move(*job);
+            http::apply_compression(response, http::Decision{http::Plan::vary, http::Coding::identity},
+                                    options_.compression);
+            return false;
+        }
+        http::apply_compression(response, decision, options_.compression);
+    } catch (const std::exception& e) {
+        log_->warn("request {}: compression failed, sent as is: {}", request.request_id, e.what());
+    }
+    return false;
 }
 
 }  // namespace trellis::runtime
