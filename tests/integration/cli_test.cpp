@@ -150,7 +150,7 @@ const std::string mixed = config_yaml(
 TEST_CASE("check passes a good configuration with exit 0", "[cli]") {
     auto ran = run_cli(config_yaml("  hello: {}\n  beta: {}\n"), {"check"});
     CHECK(ran.code == 0);
-    CHECK_THAT(ran.output, Contains("is valid; 2 plugin(s) loaded, 13 route(s)"));
+    CHECK_THAT(ran.output, Contains("is valid; 2 plugin(s) loaded, 15 route(s)"));
 }
 
 TEST_CASE("check fails with exit 1 and every reason", "[cli]") {
