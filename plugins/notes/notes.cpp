@@ -434,7 +434,9 @@ private:
             for (const char* filter : {"pinned", "title", "q"})
                 if (auto value = request.query(filter)) query += std::string("&") + filter + "=" + url_encode(*value);
             next = collection(request, false) + query;
-            response.header("Link", "<" + next.get<std::string>() + ">; rel=\"next\"");
+            // Absolute, on the URL base the client used (behind a trusted proxy: its scheme and host).
+            const std::string base(request.attribute("trellis.base_url").value_or(""));
+            response.header("Link", "<" + base + next.get<std::string>() + ">; rel=\"next\"");
         }
         response.json({{"items", items}, {"next", next}});
     }

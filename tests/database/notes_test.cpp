@@ -130,7 +130,7 @@ Walk walk(const TestServer& server, const std::string& target, std::size_t limit
         }
         CHECK(page["items"].size() == limit);
         next = page["next"].get<std::string>();
-        CHECK(r.header("Link") == "<" + next + ">; rel=\"next\"");
+        CHECK(r.header("Link") == "<http://127.0.0.1:" + std::to_string(server.port()) + next + ">; rel=\"next\"");
     }
 }
 
@@ -541,7 +541,8 @@ TEST_CASE("GET /notes lists by id with the default page size and a next link", "
     for (int i = 0; i < 20; ++i) CHECK(page["items"][i]["id"] == i + 1);
     REQUIRE(page["next"].is_string());
     CHECK_THAT(page["next"].get<std::string>(), Contains("/notes?") && Contains("cursor="));
-    CHECK(first.header("Link") == "<" + page["next"].get<std::string>() + ">; rel=\"next\"");
+    CHECK(first.header("Link") ==
+          "<http://127.0.0.1:" + std::to_string(n.server.port()) + page["next"].get<std::string>() + ">; rel=\"next\"");
     auto second = n.server.get(page["next"]);
     REQUIRE(second.status == 200);
     REQUIRE(second.json()["items"].size() == 5);

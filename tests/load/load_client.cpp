@@ -131,7 +131,7 @@ bool connect_finished_ok(int fd) {
 }
 
 std::string request_for(const std::string& target, bool close = false) {
-    return "GET " + target + " HTTP/1.1\r\nHost: load\r\nUser-Agent: trellis-load\r\n" +
+    return "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: trellis-load\r\n" +
            (close ? "Connection: close\r\n" : "") + "\r\n";
 }
 
@@ -561,7 +561,7 @@ int run_trickle(const Args& args) {
     raise_file_limit();
 
     // A head that never ends: after the prefix, one more byte of the header value each time.
-    const std::string prefix = "GET /hello/trickle HTTP/1.1\r\nHost: load\r\nX-Trickle: ";
+    const std::string prefix = "GET /hello/trickle HTTP/1.1\r\nHost: localhost\r\nX-Trickle: ";
     std::vector<int> fds(static_cast<std::size_t>(tricklers), -1);
     for (auto& fd : fds) fd = start_connect(port);
     long connected = 0;

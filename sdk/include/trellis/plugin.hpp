@@ -123,10 +123,13 @@ public:
     std::optional<std::string_view> attribute(std::string_view name) const {
         return get(TRELLIS_FIELD_ATTRIBUTE, name);
     }
-    /// Sets an attribute for the middleware and handler that run after this one.
+    /// Sets an attribute for the middleware and handler that run after this one. Names
+    /// starting with "trellis." (trellis.client_address, trellis.base_url,
+    /// trellis.request_id) are the host's: reading them works, setting them throws.
     void set_attribute(std::string_view name, std::string_view value) {
         if (api_->request_set_attribute(raw_, detail::str(name), detail::str(value)) != TRELLIS_OK)
-            throw std::runtime_error("cannot set request attribute '" + std::string(name) + "'");
+            throw std::runtime_error("cannot set request attribute '" + std::string(name) + "'" +
+                                     (name.substr(0, 8) == "trellis." ? " (names starting with 'trellis.' are reserved)" : ""));
     }
 
     Fields headers() const { return all(TRELLIS_FIELD_HEADER); }

@@ -25,6 +25,8 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include "http/forwarded.hpp"
+
 namespace trellis::config {
 
 namespace fs = std::filesystem;
@@ -593,17 +595,48 @@ std::optional<std::vector<std::string>> read_middleware(const Node& node, const 
     return names;
 }
 
+// A list of strings, each checked by `check` (which says what is wrong with one).
+template <class Check>
+std::optional<std::vector<std::string>> read_checked_list(const Node& node, const std::string& path,
+                                                          const std::string& what, Check check, Errors& errors) {
+    const auto items = list_items(node, path, what, errors);
+    if (!items) return std::nullopt;
+    std::vector<std::string> values;
+    for (std::size_t i = 0; i < items->size(); ++i) {
+        const Node& item = (*items)[i];
+        if (item.kind != Node::Kind::scalar) {
+            fail(errors, item.origin, item_key(path, i), "expected a string, " + got(item));
+            continue;
+        }
+        if (auto checked = check(item.text); !checked) {
+            fail(errors, item.origin, item_key(path, i), checked.error() + ", " + got(item));
+            continue;
+        }
+        values.push_back(item.text);
+    }
+    return values;
+}
+
+tl::expected<void, std::string> check_media_type(std::string_view text) {
+    static const std::regex pattern(R"([A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/(\*|[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*))");
+    if (std::regex_match(text.begin(), text.end(), pattern)) return {};
+    return tl::unexpected(std::string("expected a media type such as application/json or text/*"));
+}
+
 // ---- Checking sections ----------------------------------------------------------------
 
-constexpr std::array<std::string_view, 7> kTopKeys{"server", "logging", "database", "middleware", "plugins", "health",
-                                                   "metrics"};
+constexpr std::array<std::string_view, 8> kTopKeys{"server",  "logging", "database", "middleware",
+                                                   "plugins", "health",  "metrics",  "compression"};
 constexpr std::array<std::string_view, 1> kHealthKeys{"readyz_requires_database"};
 // Both engines' keys, then the event engine's, then the Poco engine's; counted by the compiler.
 constexpr auto kServerKeys = std::to_array<std::string_view>(
     {"listen", "admin_listen", "admin_enabled", "engine", "keep_alive_timeout", "max_keep_alive_requests",
      "max_body_bytes", "drain_timeout", "data_dir", "io_threads", "workers", "worker_queue", "max_connections",
      "header_timeout", "body_timeout", "send_timeout", "max_header_bytes", "max_headers", "max_uri_bytes",
-     "inline_warn", "max_threads", "max_queued", "shutdown_delay", "admin_token_file"});
+     "inline_warn", "max_threads", "max_queued", "shutdown_delay", "admin_token_file", "trusted_proxies",
+     "allowed_hosts"});
+constexpr auto kCompressionKeys =
+    std::to_array<std::string_view>({"enabled", "min_size", "content_types", "gzip_level", "brotli_quality"});
 constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acquire_timeout", "busy_timeout",
                                                         "migrate_on_start"};
 constexpr std::array<std::string_view, 7> kLoggingKeys{"level",  "format",        "access_log", "levels",
@@ -718,6 +751,10 @@ void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& e
         assign(server.shutdown_delay, read_duration(value, path, errors));
     else if (entry.key == "admin_token_file")
         read_admin_token_file(value, path, server, env_base_dir, errors);
+    else if (entry.key == "trusted_proxies")
+        assign(server.trusted_proxies, read_checked_list(value, path, "a list of networks", http::ProxyList::check, errors));
+    else if (entry.key == "allowed_hosts")
+        assign(server.allowed_hosts, read_checked_list(value, path, "a list of host names", http::AllowedHosts::check, errors));
     else if (entry.key == "data_dir" && value.kind == Node::Kind::scalar && !value.text.empty())
         server.data_dir = resolve(value.origin, value.text, env_base_dir);
     else if (entry.key == "data_dir")
@@ -813,6 +850,30 @@ void read_health(const Node& node, HealthConfig& health, Errors& errors) {
             assign(health.readyz_requires_database, read_bool(entry.value, path, errors));
         else
             unknown_key(entry, path, kHealthKeys, errors);
+    }
+}
+
+void read_compression(const Node& node, http::CompressionSettings& compression, Errors& errors) {
+    if (!is_section(node, "compression", "", errors)) return;
+    for (const Entry& entry : node.entries) {
+        const std::string path = "compression." + entry.key;
+        const Node& value = entry.value;
+        if (entry.key == "enabled")
+            assign(compression.enabled, read_bool(value, path, errors));
+        else if (entry.key == "min_size")
+            assign(compression.min_size, read_size(value, path, 0, 1024 * 1024 * 1024, errors));
+        else if (entry.key == "content_types") {
+            if (auto types = read_checked_list(value, path, "a list of media types", check_media_type, errors)) {
+                for (auto& type : *types)
+                    std::ranges::transform(type, type.begin(), [](unsigned char c) { return std::tolower(c); });
+                compression.content_types = std::move(*types);
+            }
+        } else if (entry.key == "gzip_level")
+            assign(compression.gzip_level, read_integer(value, path, 1, 9, errors));
+        else if (entry.key == "brotli_quality")
+            assign(compression.brotli_quality, read_integer(value, path, 0, 11, errors));
+        else
+            unknown_key(entry, path, kCompressionKeys, errors);
     }
 }
 
@@ -977,6 +1038,8 @@ Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
             read_health(value, config.health, errors);
         else if (entry.key == "metrics")
             read_metrics(value, config.metrics, errors);
+        else if (entry.key == "compression")
+            read_compression(value, config.compression, errors);
         else
             unknown_key(entry, entry.key, kTopKeys, errors);
     }

@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <tl/expected.hpp>
 
+#include "http/compression.hpp"
+
 namespace trellis::config {
 
 // Where a value came from, for error messages: "config/trellis.yaml:12:5" or
@@ -79,6 +81,10 @@ struct ServerConfig {
     std::string admin_token;
     // Where Trellis keeps its files (the embedded SQLite database); relative to the file.
     std::filesystem::path data_dir{"/var/lib/trellis"};
+    // Peers (CIDR or single addresses) whose Forwarded / X-Forwarded-* headers are believed.
+    std::vector<std::string> trusted_proxies;
+    // Host values served; empty: loopback listeners allow localhost names only, others any.
+    std::vector<std::string> allowed_hosts;
 };
 
 enum class Dialect { sqlite, postgresql };
@@ -142,6 +148,7 @@ struct Config {
     ServerConfig server;
     LoggingConfig logging;
     MetricsConfig metrics;
+    http::CompressionSettings compression;  // `compression:`
     DatabaseConfig database;
     HealthConfig health;
     std::vector<std::string> middleware;  // global, applied to every request, in order

@@ -22,6 +22,12 @@ engine::Kind engine_kind(config::EngineKind kind) {
     return kind == config::EngineKind::poco ? engine::Kind::poco : engine::Kind::event;
 }
 
+std::shared_ptr<const http::ProxyList> edge_proxies(const config::ServerConfig& server) {
+    auto proxies = std::make_shared<http::ProxyList>();
+    for (const auto& network : server.trusted_proxies) proxies->add(network);  // checked at load
+    return proxies;
+}
+
 }  // namespace
 
 engine::Options engine_options(const config::ServerConfig& server, bool admin) {
@@ -68,6 +74,8 @@ tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr
     }
     options.inline_warn = server.inline_warn;
     if (config->metrics.enabled) options.metrics = host->metrics_.get();
+    options.trusted_proxies = edge_proxies(server);
+    options.compression = config->compression;
     // For benchmarks only: measures what the hop to a worker costs a non-blocking route.
     if (const char* force = std::getenv("TRELLIS_FORCE_WORKERS"); force && std::string_view(force) == "1")
         options.force_workers = true;
@@ -111,6 +119,9 @@ tl::expected<void, std::string> Host::add_listener(std::unique_ptr<runtime::List
     auto made = engine::make_engine(engine_options(config_->server, admin),
                                     [pipeline, served](engine::Exchange& exchange) { pipeline->handle(exchange, *served); });
     if (!made) return tl::unexpected(made.error());
+    const auto& endpoint = admin ? config_->server.admin_listen : config_->server.listen;
+    routes->set_edge(http::AllowedHosts(config_->server.allowed_hosts, endpoint.host),
+                     config::Endpoint{endpoint.host, (*made)->port()}.text());
     listeners_.push_back(Listener{std::move(routes), std::move(*made), admin});
     return {};
 }

@@ -184,6 +184,12 @@ trellis_status api_request_field_get(const trellis_request* r, trellis_field_kin
 trellis_status api_request_set_attribute(trellis_request* r, trellis_str name, trellis_str value) {
     if (!r || !name.data || name.size == 0) return TRELLIS_ERROR_INVALID_ARGUMENT;
     return guarded([&] {
+        // trellis.* (client address, base URL, request id) is the host's: plugins read it.
+        if (view(name).starts_with("trellis.")) {
+            r->error = "request attribute '" + std::string(view(name)) +
+                       "' is reserved: names starting with 'trellis.' are set by the host only";
+            return TRELLIS_ERROR_INVALID_ARGUMENT;
+        }
         r->http->attributes.insert_or_assign(std::string(view(name)), std::string(view(value)));
         return TRELLIS_OK;
     });

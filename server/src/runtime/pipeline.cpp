@@ -64,6 +64,12 @@ trellis_status run_terminal(void* context) {
     return TRELLIS_OK;
 }
 
+// The client as the host believes it (trellis.client_address), else the TCP peer.
+const std::string& client_address(const http::Request& request) {
+    const auto it = request.attributes.find("trellis.client_address");
+    return it != request.attributes.end() ? it->second : request.remote_address;
+}
+
 }  // namespace
 
 void ListenerRoutes::add(std::string_view method, std::string_view path, Answer answer, bool blocking) {
@@ -86,6 +92,8 @@ struct Pipeline::Work {
     std::array<char, 32> trace_id{};
     std::string_view trace_view() const { return {trace_id.data(), trace_id.size()}; }
     const metrics::Metrics::Series* series = nullptr;  // host routes; else from the match
+    bool on_worker = false;    // running on the worker pool (not an event loop)
+    bool compressed = false;   // compression was decided (and done, or handed off)
 };
 
 Pipeline::Pipeline(std::shared_ptr<const Runtime> initial, PipelineOptions options)
@@ -131,7 +139,7 @@ void Pipeline::count_request(Work& work, std::chrono::steady_clock::time_point n
 
 Pipeline::Counts Pipeline::counts() const {
     return {inline_runs_.load(std::memory_order_relaxed), worker_runs_.load(std::memory_order_relaxed),
-            worker_rejections_.load(std::memory_order_relaxed)};
+            worker_rejections_.load(std::memory_order_relaxed), compressions_on_workers_.load(std::memory_order_relaxed)};
 }
 
 void Pipeline::handle(http::Request& request, http::Response& response, const ListenerRoutes& listener) const {
@@ -162,6 +170,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
                 work.trace_id.begin());
     const logging::RequestScope scope(request.request_id, work.trace_view());
     try {
+        if (!edge(request, response, listener)) return finish(work);
         if (request.body_too_large) {
             response.close_connection = true;
             http::set_problem(response, request, 413, "payload_too_large",
@@ -219,6 +228,7 @@ void Pipeline::handle(engine::Exchange& exchange, const ListenerRoutes& listener
         auto job = std::make_shared<Work>(std::move(work));
         if (options_.workers->submit([this, job] {
                 const logging::RequestScope job_scope(job->request->request_id, job->trace_view());
+                job->on_worker = true;
                 run(*job);
                 finish(*job);
             })) {
@@ -329,9 +339,25 @@ void Pipeline::run(Work& work) const noexcept {
     }
 }
 
+bool Pipeline::edge(http::Request& request, http::Response& response, const ListenerRoutes& listener) const {
+    static const http::ProxyList no_proxies;
+    const http::ClientView client = http::resolve_client(
+        request, options_.trusted_proxies ? *options_.trusted_proxies : no_proxies, "http", listener.authority());
+    request.attributes.insert_or_assign("trellis.client_address", client.address);
+    request.attributes.insert_or_assign("trellis.base_url", client.base_url);
+    if (listener.allows_host(request.header("Host"))) return true;
+    http::set_problem(response, request, 421, "misdirected_request",
+                      "This server does not serve the host named in the request (see server.allowed_hosts).");
+    return false;
+}
+
 void Pipeline::finish(Work& work) const noexcept {
     http::Request& request = *work.request;
     http::Response& response = *work.response;
+    if (!work.compressed) {
+        work.compressed = true;
+        if (compress(work)) return;  // finishes on a worker
+    }
     const auto now = std::chrono::steady_clock::now();
     if (options_.metrics) count_request(work, now);
     try {
@@ -339,7 +365,7 @@ void Pipeline::finish(Work& work) const noexcept {
         response.set_header(http::traceparent_header, work.trace.traceparent());
         if (logging::access_log_enabled()) {
             logging::AccessEntry entry;
-            entry.client_address = request.remote_address;
+            entry.client_address = client_address(request);
             entry.method = request.method;
             entry.path = request.path;
             entry.query = request.query;
@@ -360,6 +386,41 @@ void Pipeline::finish(Work& work) const noexcept {
     // Release the runtime before the exchange is handed back: the engine may reuse it at once.
     work.runtime.reset();
     if (work.exchange) work.exchange->complete();
+}
+
+bool Pipeline::compress(Work& work) const noexcept {
+    http::Request& request = *work.request;
+    http::Response& response = *work.response;
+    try {
+        const http::Decision decision = http::plan_compression(request, response, options_.compression);
+        const bool hand_off = decision.plan == http::Plan::compress && !work.on_worker && options_.workers &&
+                              work.exchange && work.exchange->on_event_loop() &&
+                              response.body.size() > options_.inline_compress_limit;
+        if (hand_off) {
+            auto job = std::make_shared<Work>(std::move(work));
+            if (options_.workers->submit([this, job, decision] {
+                    job->on_worker = true;
+                    try {
+                        http::apply_compression(*job->response, decision, options_.compression);
+                    } catch (const std::exception& e) {
+                        log_->warn("request {}: compression failed, sent as is: {}", job->request->request_id, e.what());
+                    }
+                    finish(*job);
+                })) {
+                compressions_on_workers_.fetch_add(1, std::memory_order_relaxed);
+                return true;
+            }
+            // The pool is full: better uncompressed now than a 503 for a finished response.
+            work = std::move(*job);
+            http::apply_compression(response, http::Decision{http::Plan::vary, http::Coding::identity},
+                                    options_.compression);
+            return false;
+        }
+        http::apply_compression(response, decision, options_.compression);
+    } catch (const std::exception& e) {
+        log_->warn("request {}: compression failed, sent as is: {}", request.request_id, e.what());
+    }
+    return false;
 }
 
 }  // namespace trellis::runtime

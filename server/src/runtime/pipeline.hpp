@@ -9,12 +9,15 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <spdlog/logger.h>
 
 #include "engine/engine.hpp"
+#include "http/compression.hpp"
+#include "http/forwarded.hpp"
 #include "http/message.hpp"
 #include "http/router.hpp"
 #include "runtime/runtime.hpp"
@@ -46,12 +49,23 @@ public:
     const Answer& answer(std::size_t id) const { return answers_[id]; }
     bool blocking(std::size_t id) const { return blocking_[id]; }
 
+    // The Host names this listener serves, and its own "host:port" for base URLs of
+    // requests without a usable Host; set by the host once the listener is bound.
+    void set_edge(http::AllowedHosts hosts, std::string authority) {
+        allowed_hosts_.emplace(std::move(hosts));
+        authority_ = std::move(authority);
+    }
+    bool allows_host(const std::string* host) const { return !allowed_hosts_ || allowed_hosts_->allows(host); }
+    const std::string& authority() const { return authority_; }
+
 private:
     std::string name_;
     bool serves_plugins_;
     http::Router router_;
     std::vector<Answer> answers_;
     std::vector<bool> blocking_;
+    std::optional<http::AllowedHosts> allowed_hosts_;
+    std::string authority_ = "localhost";
 };
 
 struct PipelineOptions {
@@ -59,6 +73,10 @@ struct PipelineOptions {
     std::chrono::microseconds inline_warn{5000};    // an inline chain slower than this is logged
     bool force_workers = false;                     // benchmarks: every plugin chain on the pool
     metrics::Metrics* metrics = nullptr;            // null: no request instrumentation
+    std::shared_ptr<const http::ProxyList> trusted_proxies;  // null: no proxy is trusted
+    http::CompressionSettings compression;
+    // On an event loop, bodies larger than this are compressed on the worker pool.
+    std::size_t inline_compress_limit = 64 * 1024;
 };
 
 class Pipeline {
@@ -80,6 +98,7 @@ public:
         std::uint64_t inline_runs = 0;
         std::uint64_t worker_runs = 0;
         std::uint64_t worker_rejections = 0;
+        std::uint64_t compressions_on_workers = 0;  // large bodies handed off by an event loop
     };
     Counts counts() const;
 
@@ -93,6 +112,11 @@ private:
     void finish(Work& work) const noexcept;
     void install_metrics(const Runtime* runtime) const;
     void count_request(Work& work, std::chrono::steady_clock::time_point now) const noexcept;
+    // Sets trellis.client_address and trellis.base_url; false (with a 421) when the Host is
+    // not one the listener serves.
+    bool edge(http::Request& request, http::Response& response, const ListenerRoutes& listener) const;
+    // Compresses the response, or hands it to a worker that finishes the exchange (true).
+    bool compress(Work& work) const noexcept;
 
     std::atomic<std::shared_ptr<const Runtime>> runtime_;
     PipelineOptions options_;
@@ -101,6 +125,7 @@ private:
     mutable std::atomic<std::uint64_t> inline_runs_{0};
     mutable std::atomic<std::uint64_t> worker_runs_{0};
     mutable std::atomic<std::uint64_t> worker_rejections_{0};
+    mutable std::atomic<std::uint64_t> compressions_on_workers_{0};
 };
 
 }  // namespace trellis::runtime

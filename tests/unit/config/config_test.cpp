@@ -966,3 +966,37 @@ TEST_CASE("shutdown_delay, admin_token_file and health.readyz_requires_database"
     CHECK_THAT(errors[0], Catch::Matchers::Contains("key 'health.readyz_requires_database': expected true or false"));
     CHECK_THAT(errors[1], Catch::Matchers::Contains("unknown key 'health.ready'"));
 }
+
+TEST_CASE("trusted_proxies, allowed_hosts and compression are read and checked with their line", "[config]") {
+    TempDir dir;
+    const auto config = load_ok(dir.write("trellis.yaml",
+                                          "server:\n  trusted_proxies: [10.0.0.0/8, \"fd00::/8\", 192.0.2.7]\n"
+                                          "  allowed_hosts: [example.com, \"*.example.com\", \"api.example:8443\"]\n"
+                                          "compression:\n  min_size: 2KiB\n  content_types: [Text/*, application/json]\n"
+                                          "  gzip_level: 9\n  brotli_quality: 5\n"));
+    CHECK(config->server.trusted_proxies == std::vector<std::string>{"10.0.0.0/8", "fd00::/8", "192.0.2.7"});
+    CHECK(config->server.allowed_hosts.size() == 3);
+    CHECK(config->compression.enabled);
+    CHECK(config->compression.min_size == 2048);
+    CHECK(config->compression.content_types == std::vector<std::string>{"text/*", "application/json"});
+    CHECK(config->compression.gzip_level == 9);
+    CHECK(config->compression.brotli_quality == 5);
+
+    const auto defaults = load_ok(dir.write("defaults.yaml", "server: {}\n"));
+    CHECK(defaults->server.trusted_proxies.empty());
+    CHECK(defaults->compression.min_size == 1024);
+    CHECK(defaults->compression.gzip_level == 6);
+    CHECK(defaults->compression.brotli_quality == 4);
+
+    const fs::path bad = dir.write("bad.yaml", "server:\n  trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]\n"
+                                               "  allowed_hosts: [\"bad host\"]\ncompression:\n  gzip_level: 10\n"
+                                               "  content_types: [json]\n  level: 3\n");
+    const Errors errors = load_errors(bad);
+    REQUIRE(errors.size() == 5);
+    CHECK_THAT(errors[0], Catch::Matchers::StartsWith(bad.string() + ":2:33: key 'server.trusted_proxies[1]'") &&
+                              Catch::Matchers::Contains("prefix length"));
+    CHECK_THAT(errors[1], Catch::Matchers::StartsWith(bad.string() + ":3:19: key 'server.allowed_hosts[0]'"));
+    CHECK_THAT(errors[2], Catch::Matchers::StartsWith(bad.string() + ":5:15: key 'compression.gzip_level'"));
+    CHECK_THAT(errors[3], Catch::Matchers::StartsWith(bad.string() + ":6:19: key 'compression.content_types[0]'"));
+    CHECK_THAT(errors[4], Catch::Matchers::Contains("unknown key 'compression.level'"));
+}
