@@ -59,7 +59,12 @@ private:
     struct Sink final : spdlog::sinks::base_sink<std::mutex> {
         std::vector<std::string> lines;
         using spdlog::sinks::base_sink<std::mutex>::mutex_;
-        void sink_it_(const spdlog::details::log_msg& msg) override { lines.emplace_back(msg.payload.data(), msg.payload.size()); }
+        // Sinks run on the thread that logs, so the request context names the request (the
+        // payload itself carries no id: the formatters add it).
+        void sink_it_(const spdlog::details::log_msg& msg) override {
+            lines.emplace_back(std::string(msg.payload.data(), msg.payload.size()) + " id=" +
+                               std::string(logging::current_request().request_id));
+        }
         void flush_() override {}
     };
     std::shared_ptr<spdlog::logger> logger_;

@@ -219,7 +219,7 @@ TEST_CASE("the trailing-slash redirect never sends a Location for another host",
                                      "/%2F%2Fevil.example/", "/%09/evil.example/"}) {
         INFO(target);
         const std::string raw =
-            test::raw_request(n.server.port(), std::string("GET ") + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            test::raw_request(n.server.port(), std::string("GET ") + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         const auto [head, body] = split_answer(raw);
         INFO(head);
         REQUIRE(head.rfind("HTTP/1.1 ", 0) == 0);
@@ -231,7 +231,7 @@ TEST_CASE("the trailing-slash redirect never sends a Location for another host",
     }
     // The backslash path matches /{id} without its slash: today's rule would send /\evil.example.
     const std::string raw =
-        test::raw_request(n.server.port(), "GET /\\evil.example/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        test::raw_request(n.server.port(), "GET /\\evil.example/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     CHECK(raw.rfind("HTTP/1.1 308", 0) != 0);
 }
 
@@ -301,7 +301,7 @@ TEST_CASE("1xx, 204 and 304 answers go out without a body or Content-Length", "[
     for (int status : {103, 204, 304}) {
         INFO(status);
         const std::string raw = test::raw_request(
-            server.port(), "GET /alpha/status/" + std::to_string(status) + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            server.port(), "GET /alpha/status/" + std::to_string(status) + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         const auto [head, rest] = split_answer(raw);
         INFO(head);
         CHECK(head.rfind("HTTP/1.1 " + std::to_string(status) + " ", 0) == 0);
@@ -311,7 +311,7 @@ TEST_CASE("1xx, 204 and 304 answers go out without a body or Content-Length", "[
     }
     // Other statuses keep their body and length.
     const std::string raw =
-        test::raw_request(server.port(), "GET /alpha/status/200 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        test::raw_request(server.port(), "GET /alpha/status/200 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     const auto [head, rest] = split_answer(raw);
     CHECK_THAT(head, Contains("Content-Length: 47"));
     CHECK(rest == "this body must not be sent for 1xx, 204 and 304");

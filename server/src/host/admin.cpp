@@ -291,6 +291,8 @@ json redacted_config(const config::Config& config, const runtime::Runtime* runti
                    {"drain_timeout", duration(s.drain_timeout)},
                    {"shutdown_delay", duration(s.shutdown_delay)},
                    {"data_dir", s.data_dir.string()},
+                   {"trusted_proxies", s.trusted_proxies},
+                   {"allowed_hosts", s.allowed_hosts},
                    {"admin_token_file", s.admin_token_file.empty() ? json(nullptr) : json(s.admin_token_file.string())}};
     const auto& d = config.database;
     json database = {{"url", config::redact_database_url(d.url)},
@@ -301,7 +303,11 @@ json redacted_config(const config::Config& config, const runtime::Runtime* runti
                      {"migrate_on_start", d.migrate_on_start}};
     json logging = {{"level", config.logging.level},
                     {"format", config.logging.format},
-                    {"access_log", config.logging.access_log}};
+                    {"access_log", config.logging.access_log},
+                    {"levels", config.logging.levels},
+                    {"output", config.logging.output},
+                    {"access_output", config.logging.access_output},
+                    {"buffer_size", config.logging.buffer_size}};
     json search_paths = json::array();
     for (const auto& path : config.plugin_search_paths) search_paths.push_back(path.string());
     json plugins = {{"search_paths", search_paths}};
@@ -312,6 +318,13 @@ json redacted_config(const config::Config& config, const runtime::Runtime* runti
                 {"logging", logging},
                 {"database", database},
                 {"health", {{"readyz_requires_database", config.health.readyz_requires_database}}},
+                {"metrics", {{"enabled", config.metrics.enabled}}},
+                {"compression",
+                 {{"enabled", config.compression.enabled},
+                  {"min_size", config.compression.min_size},
+                  {"content_types", config.compression.content_types},
+                  {"gzip_level", config.compression.gzip_level},
+                  {"brotli_quality", config.compression.brotli_quality}}},
                 {"middleware", config.middleware},
                 {"plugins", plugins}};
     return out;
