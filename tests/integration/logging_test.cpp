@@ -39,8 +39,9 @@ struct Served {
     std::uint16_t admin_port = free_port();
     std::unique_ptr<Process> process;
 
-    Served(const std::string& top, const std::string& plugins, int stderr_fd = -1) {
-        write_config(top, plugins);
+    // `server` holds more lines for the server: section (indented by the caller).
+    Served(const std::string& top, const std::string& plugins, int stderr_fd = -1, const std::string& server = "") {
+        write_config(top, plugins, server);
         auto env = minimal_environment();
         env.push_back("TRELLIS_SERVER__LISTEN=127.0.0.1:" + std::to_string(port));
         env.push_back("TRELLIS_SERVER__ADMIN_LISTEN=127.0.0.1:" + std::to_string(admin_port));
@@ -50,8 +51,9 @@ struct Served {
     }
     std::filesystem::path config_path() const { return dir.path() / "trellis.yaml"; }
     std::filesystem::path log_path() const { return dir.path() / "trellis.log"; }
-    void write_config(const std::string& top, const std::string& plugins) const {
-        dir.write("trellis.yaml", "server:\n  data_dir: " + dir.path().string() + "\n" + config_yaml(plugins, top));
+    void write_config(const std::string& top, const std::string& plugins, const std::string& server = "") const {
+        dir.write("trellis.yaml",
+                  "server:\n  data_dir: " + dir.path().string() + "\n" + server + config_yaml(plugins, top));
     }
     std::string log() const { return read_file(log_path()); }
     // SIGTERM and a clean exit: every line is written by then.
@@ -251,6 +253,12 @@ TEST_CASE("with stderr a pipe nobody reads, requests and /livez keep answering a
     CHECK(answered == 1500);
     CHECK(std::chrono::steady_clock::now() - started < 60s);
     CHECK(http_request(s.admin_port, "GET", "/livez").status == 200);
+    // The drops are counted as they happen, and /metrics shows the count.
+    const auto metrics = http_request(s.admin_port, "GET", "/metrics");
+    REQUIRE(metrics.status == 200);
+    const auto counter = metrics.body.find("\ntrellis_log_lines_dropped_total ");
+    REQUIRE(counter != std::string::npos);
+    CHECK(std::stod(metrics.body.substr(counter + std::string("\ntrellis_log_lines_dropped_total ").size())) > 0);
 
     // Now read the pipe: the writer catches up, and the next line reports the drops.
     std::mutex seen_mutex;
@@ -291,9 +299,11 @@ TEST_CASE("with stderr a pipe nobody reads, requests and /livez keep answering a
 }
 
 TEST_CASE("no secret reaches a log line or the CLI's output", "[logging][secrets]") {
-    const std::string db_password = "DbPw-Secret-1", plugin_secret = "Plugin-Secret-2", bound_secret = "Bound-Secret-3";
+    const std::string db_password = "DbPw-Secret-1", plugin_secret = "Plugin-Secret-2", bound_secret = "Bound-Secret-3",
+                      admin_token = "Admin-Token-4";
     const auto no_secret = [&](const std::string& text) {
         INFO(text);
+        CHECK(text.find(admin_token) == std::string::npos);
         CHECK(text.find(db_password) == std::string::npos);
         CHECK(text.find(plugin_secret) == std::string::npos);
         CHECK(text.find(bound_secret) == std::string::npos);
@@ -359,6 +369,25 @@ TEST_CASE("no secret reaches a log line or the CLI's output", "[logging][secrets
         const std::string log = s.log() + s.process->output();
         CHECK_THAT(log, Contains("[database] statement failed: ") && Contains("CHECK constraint failed"));
         no_secret(log);
+        check_json(s);
+    }
+    SECTION("a wrong admin token and /admin/config, with the three secrets configured") {
+        TempDir secrets;
+        const auto token_file = secrets.write("admin.token", admin_token + "\n");
+        Served s("logging:\n  level: debug\n  output: trellis.log\ndatabase:\n  url: postgresql://trellis:" +
+                     db_password + "@127.0.0.1:1/trellis\n",
+                 "  alpha:\n    config: {api_secret: " + plugin_secret + "}\n", -1,
+                 "  admin_token_file: " + token_file.string() + "\n");
+        REQUIRE(wait_until_listening(s.admin_port, 10s));
+        auto refused = http_request(s.admin_port, "GET", "/admin/config", {}, {{"Authorization", "Bearer wrong-" + admin_token}});
+        CHECK(refused.status == 401);
+        no_secret(refused.body);
+        auto shown = http_request(s.admin_port, "GET", "/admin/config", {}, {{"Authorization", "Bearer " + admin_token}});
+        CHECK(shown.status == 200);
+        CHECK_THAT(shown.body, Contains("api_secret") && Contains("***"));
+        no_secret(shown.body);
+        s.stop();
+        no_secret(s.log() + s.process->output());
         check_json(s);
     }
     SECTION("a wrong password against a real PostgreSQL") {
