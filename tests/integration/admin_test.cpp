@@ -421,3 +421,24 @@ TEST_CASE("a second SIGTERM during the shutdown delay starts the drain at once",
     REQUIRE(s.process->wait(5s) == 0);
     CHECK_THAT(s.process->output(), Contains("second SIGTERM: draining now") && Contains("stopped"));
 }
+
+TEST_CASE("a plugin's own readiness check (ABI 1.3) is reported and can make /readyz 503", "[admin][readiness]") {
+    TestServer server(config_yaml("  alpha:\n    config: {unready: true}\n", kSqlite));
+    auto r = readyz_after_probe(server);
+    CHECK(r.status == 503);
+    auto check = check_named(r, "alpha/fixture");
+    CHECK(check["ok"] == false);
+    CHECK(check["message"] == "told to be unready");
+    CHECK(server.get("/readyz").status == 503);
+    CHECK(server.get("/livez").status == 200);
+
+    // The plugin turns ready: the prober (once a second) reports it.
+    REQUIRE(server.get("/alpha/ready/flip").status == 200);
+    for (int i = 0; i < 60 && r.status != 200; ++i) {
+        std::this_thread::sleep_for(100ms);
+        r = admin(server, "GET", "/readyz");
+    }
+    CHECK(r.status == 200);
+    CHECK(check_named(r, "alpha/fixture")["ok"] == true);
+    CHECK(server.get("/readyz").status == 200);
+}
