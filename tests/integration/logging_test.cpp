@@ -396,13 +396,21 @@ TEST_CASE("no secret reaches a log line or the CLI's output", "[logging][secrets
             SUCCEED("no PostgreSQL for this pass (TRELLIS_TEST_POSTGRES unset)");
             return;
         }
-        // postgresql://user@host:port -> postgresql://user:WRONG@host:port/postgres
+        // A role that must give its password (tests/support/postgres.sh asks every role but
+        // postgres for one), and a url with the wrong one:
+        // postgresql://postgres@host:port -> postgresql://ROLE:WRONG@host:port/postgres
+        const std::string role = "trellis_secret_" + std::to_string(::getpid());
+        postgres_admin(server, "DROP ROLE IF EXISTS " + role);
+        postgres_admin(server, "CREATE ROLE " + role + " LOGIN PASSWORD 'the-right-one'");
         std::string url = server;
-        url.insert(url.find('@'), ":" + db_password);
+        url.replace(url.find("://") + 3, url.find('@') - url.find("://") - 3, role + ":" + db_password);
         Served s("logging:\n  level: debug\n  output: trellis.log\ndatabase:\n  url: " + url + "/postgres\n",
                  "  alpha: {}\n");
         use_database(s);
-        no_secret(s.log() + s.process->output());
+        const std::string log = s.log() + s.process->output();
+        CHECK_THAT(log, Contains("password authentication failed"));
+        no_secret(log);
         check_json(s);
+        postgres_admin(server, "DROP ROLE " + role);
     }
 }

@@ -25,6 +25,10 @@ case "$command" in
     if [ ! -d "$dir/data" ]; then
       as_owner "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
         { echo "postgres.sh: initdb failed; see $dir/initdb.log" >&2; exit 1; }
+      # The postgres user (the tests' own) needs no password; any other role must give the
+      # right one, so that a test can see a wrong password refused.
+      printf '%s\n' "local all all trust" "host all postgres 127.0.0.1/32 trust" \
+        "host all all 127.0.0.1/32 scram-sha-256" >"$dir/data/pg_hba.conf"
     fi
     as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >"$dir/pg_ctl.log" 2>&1 ||
