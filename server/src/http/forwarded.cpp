@@ -102,14 +102,15 @@ std::optional<std::string> joined(const Fields& headers, std::string_view name) 
     return out;
 }
 
-std::optional<std::string_view> rightmost(const std::optional<std::string>& list) {
+// A copy, not a view: callers pass the temporary joined() returns.
+std::optional<std::string> rightmost(const std::optional<std::string>& list) {
     if (!list) return std::nullopt;
     std::string_view text = *list;
     const auto comma = text.rfind(',');
     if (comma != std::string_view::npos) text = text.substr(comma + 1);
     text = trim(text);
     if (text.empty()) return std::nullopt;
-    return text;
+    return std::string(text);
 }
 
 std::optional<std::string> checked_proto(std::string_view proto) {
