@@ -12,16 +12,17 @@
 #include <thread>
 #include <vector>
 
-#include <brotli/decode.h>
 #include <spdlog/sinks/base_sink.h>
-#include <zlib.h>
 
 #include "runtime/logging.hpp"
+#include "support/decompress.hpp"
 #include "support/test_server.hpp"
 
 using namespace trellis;
 using Catch::Matchers::Contains;
 using test::config_yaml;
+using test::gunzip;
+using test::unbrotli;
 using test::HttpResponse;
 using test::TestServer;
 using namespace std::chrono_literals;
@@ -71,42 +72,6 @@ private:
     std::shared_ptr<Sink> sink_;
 };
 
-std::string gunzip(const std::string& data) {
-    z_stream stream{};
-    REQUIRE(inflateInit2(&stream, 15 + 16) == Z_OK);
-    std::string out(1 << 16, '\0');
-    std::string result;
-    stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    stream.avail_in = static_cast<uInt>(data.size());
-    int rc = Z_OK;
-    while (rc != Z_STREAM_END) {
-        stream.next_out = reinterpret_cast<Bytef*>(out.data());
-        stream.avail_out = static_cast<uInt>(out.size());
-        rc = inflate(&stream, Z_NO_FLUSH);
-        REQUIRE((rc == Z_OK || rc == Z_STREAM_END));
-        result.append(out.data(), out.size() - stream.avail_out);
-    }
-    inflateEnd(&stream);
-    return result;
-}
-
-std::string unbrotli(const std::string& data) {
-    auto* state = BrotliDecoderCreateInstance(nullptr, nullptr, nullptr);
-    std::string result;
-    std::size_t available_in = data.size();
-    const auto* next_in = reinterpret_cast<const std::uint8_t*>(data.data());
-    BrotliDecoderResult rc = BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT;
-    std::string out(1 << 16, '\0');
-    while (rc == BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT) {
-        std::size_t available_out = out.size();
-        auto* next_out = reinterpret_cast<std::uint8_t*>(out.data());
-        rc = BrotliDecoderDecompressStream(state, &available_in, &next_in, &available_out, &next_out, nullptr);
-        result.append(out.data(), out.size() - available_out);
-    }
-    BrotliDecoderDestroyInstance(state);
-    REQUIRE(rc == BROTLI_DECODER_RESULT_SUCCESS);
-    return result;
-}
 
 nlohmann::json attributes(const TestServer& server, const test::Headers& headers) {
     const HttpResponse r = server.get("/alpha/attributes", headers);
