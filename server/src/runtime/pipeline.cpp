@@ -400,6 +400,7 @@ bool Pipeline::compress(Work& work) const noexcept {
             auto job = std::make_shared<Work>(std::move(work));
             if (options_.workers->submit([this, job, decision] {
                     job->on_worker = true;
+                    const logging::RequestScope job_scope(job->request->request_id, job->trace_view());
                     try {
                         http::apply_compression(*job->response, decision, options_.compression);
                     } catch (const std::exception& e) {
