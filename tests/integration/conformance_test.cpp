@@ -521,6 +521,19 @@ TEST_CASE("a HEAD answer has no body", "[conformance]") {
     CHECK(get->json()["name"] == "then");
 }
 
+TEST_CASE("a HEAD request refused as too large gets a 413 head without its body", "[conformance]") {
+    // Beast reports the body limit as the head completes: the HEAD must be known by then.
+    TestServer server(config_yaml("  hello: {}\n", "server:\n  max_body_bytes: 1KiB\n"));
+    RawClient client(server.port());
+    client.send("HEAD /hello/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\nzzzz");
+    auto answer = client.answer(5s, true);
+    REQUIRE(answer);
+    CHECK(answer->status == 413);
+    CHECK(answer->header("Content-Length") != "0");
+    CHECK(closes(*answer));
+    expect_closed_after_error(client);
+}
+
 // ---- Limits ----
 
 TEST_CASE("too many header fields get 431", "[conformance]") {

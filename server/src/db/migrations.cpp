@@ -339,7 +339,8 @@ tl::expected<int, std::string> Migrator::down(const std::string& plugin, const s
         revert.push_back(&*it);
     }
     for (const auto& [version, r] : *records) {
-        const bool known = std::ranges::any_of(migrations, [&](const Migration& m) { return m.version == version; });
+        const auto applied = version;  // clang 14 cannot capture a structured binding
+        const bool known = std::ranges::any_of(migrations, [&](const Migration& m) { return m.version == applied; });
         if (version > to_version && r.success && !known)
             return tl::unexpected("migration " + std::to_string(version) + " (" + r.name +
                                   ") is applied but no longer registered by the plugin; nothing was reverted");

@@ -432,6 +432,8 @@ Session::Step Session::parse(Clock::time_point now) {
                 // never read, so the connection ends after a lingering read.
                 request_.body_too_large = true;
                 request_.body.clear();
+                // Beast reports the limit as the head completes, before the head branch below.
+                head_request_ = request_.method == "HEAD";
                 close_after_ = true;
                 linger_after_ = true;
                 state_ = State::handler;
