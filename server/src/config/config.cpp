@@ -218,9 +218,14 @@ std::optional<Node> document_root(const std::vector<YAML::Node>& documents, cons
 
 // yaml-cpp 0.7 loops forever, allocating, on some malformed input (",-er* e" is one; found
 // by tests/fuzz). Its event parser shows the loop, so count events first and give up past a
-// bound that no configuration reaches; only then build nodes.
+// bound that no configuration reaches; only then build nodes. Every event of a well-formed
+// stream consumes input (at least one byte per event, allowing for the implicit document
+// and null events), so the bound follows the text's size: a looping parse is stopped after
+// a few thousand events, not a million.
 class EventBudget final : public YAML::EventHandler {
 public:
+    explicit EventBudget(std::size_t text_size) : max_events_(static_cast<long>(2 * text_size) + 1024) {}
+
     void OnDocumentStart(const YAML::Mark& mark) override { count(mark); }
     void OnDocumentEnd() override { count(last_); }
     void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { count(mark); }
@@ -239,13 +244,13 @@ public:
     void OnMapEnd() override { count(last_); }
 
 private:
-    static constexpr long max_events = 1'000'000;
     void count(const YAML::Mark& mark) {
         last_ = mark;
-        if (++events_ > max_events)
+        if (++events_ > max_events_)
             throw YAML::ParserException(mark, "the YAML parser does not come to an end here (over " +
-                                                  std::to_string(max_events) + " events); the file is malformed");
+                                                  std::to_string(max_events_) + " events); the file is malformed");
     }
+    long max_events_;
     long events_ = 0;
     YAML::Mark last_ = YAML::Mark::null_mark();
 };
@@ -253,7 +258,7 @@ private:
 std::vector<YAML::Node> load_all_bounded(const std::string& text) {
     std::istringstream in(text);
     YAML::Parser parser(in);
-    EventBudget budget;
+    EventBudget budget(text.size());
     while (parser.HandleNextDocument(budget)) {
     }
     return YAML::LoadAll(text);

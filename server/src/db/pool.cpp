@@ -79,7 +79,10 @@ tl::expected<std::string, std::string> libpq_keywords(const std::string& connect
             if (*c == '\'' || *c == '\\') value += '\\';
             value += *c;
         }
-        out += (out.empty() ? "" : " ") + std::string(o->keyword) + "='" + value + "'";
+        // Appended piece by piece: `"..." + std::string(...)` here trips g++ 12's -Wrestrict
+        // false positive (GCC bug 105329) in optimised builds.
+        if (!out.empty()) out += ' ';
+        out.append(o->keyword).append("='").append(value).append(1, '\'');
     }
     PQconninfoFree(options);
     return out;

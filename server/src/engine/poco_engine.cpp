@@ -78,7 +78,9 @@ std::string format_address(const Poco::Net::SocketAddress& address) {
     char* end = text + sizeof text;
     char* out = text;
     for (int i = 0; i < 4; ++i) {
-        out = std::to_chars(out, end, static_cast<unsigned>(bytes[i])).ptr;
+        // Each octet leaves room for its separator, so no write can pass `end` even on
+        // to_chars' error path (which g++ 12 otherwise flags in optimised builds).
+        out = std::to_chars(out, end - 1, static_cast<unsigned>(bytes[i])).ptr;
         *out++ = i < 3 ? '.' : ':';
     }
     out = std::to_chars(out, end, ntohs(in->sin_port)).ptr;

@@ -948,6 +948,17 @@ TEST_CASE("malformed YAML that sends yaml-cpp into an endless loop is an error",
     CHECK_THAT(error, Catch::Matchers::Contains("invalid YAML: the YAML parser does not come to an end"));
 }
 
+TEST_CASE("the YAML event bound follows the file's size: dense but valid YAML still loads", "[config]") {
+    // The densest forms: nested empty sequences and null items give about one event per byte.
+    std::string dense = "plugins:\n  hello:\n    config:\n      nested: [";
+    for (int i = 0; i < 20000; ++i) dense += (i ? "," : "") + std::string("[[]]");
+    dense += "]\n      items:\n";
+    for (int i = 0; i < 20000; ++i) dense += "        - ~\n";
+    TempDir dir;
+    auto config = load_ok(dir.write("dense.yaml", dense));
+    REQUIRE(config->plugin("hello") != nullptr);
+}
+
 TEST_CASE("shutdown_delay, admin_token_file and health.readyz_requires_database", "[config]") {
     TempDir dir;
     auto defaults = load_ok(dir.write("d.yaml", "server: {}\n"));
