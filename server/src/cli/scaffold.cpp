@@ -142,6 +142,10 @@ int new_plugin(const Arguments& args) {
     }
     std::cout << "Created the plugin project '" << name << "' in " << dir.string() << ":\n";
     for (const auto& file : scaffold::templates) std::cout << "  " << fill(file.path) << "\n";
+    std::cout << "Package maintainer: " << author
+              << (env("DEBEMAIL").empty() && env("EMAIL").empty()
+                      ? " (from your login; set DEBFULLNAME and DEBEMAIL, or edit MAINTAINER in CMakeLists.txt)\n"
+                      : "\n");
     std::cout << "Next:\n"
               << "  cd " << dir.string() << "\n"
               << "  cmake -S . -B build && cmake --build build && ctest --test-dir build\n"
