@@ -72,7 +72,7 @@ const std::string abi = std::to_string(TRELLIS_ABI_MAJOR) + "." + std::to_string
 
 }  // namespace
 
-TEST_CASE("a new-plugin project builds against the installed SDK, serves, tests and packages", "[packaging]") {
+TEST_CASE("a new-plugin project builds against the installed SDK alone and serves and tests and packages", "[packaging]") {
     test::TempDir dir;
     const auto prefix = (dir.path() / "prefix").string();
     const auto project = dir.path() / "demo";
@@ -139,7 +139,7 @@ TEST_CASE("a new-plugin project builds against the installed SDK, serves, tests 
     CHECK(conffiles.output == "/etc/trellis/conf.d/50-demo.yaml\n");
 }
 
-TEST_CASE("new-plugin refuses names the host would refuse, and reserved ones, writing nothing", "[cli]") {
+TEST_CASE("new-plugin refuses names the host would refuse and reserved ones and writes nothing", "[cli]") {
     test::TempDir dir;
     const auto target = dir.path() / "out";
     for (const std::string name : {"Demo", "9lives", "my-plugin", "_x", "a.b", "search_paths", "all", "test"}) {
@@ -160,7 +160,7 @@ TEST_CASE("new-plugin refuses names the host would refuse, and reserved ones, wr
     CHECK_THAT(no_dir.output, Contains("--dir needs a folder"));
 }
 
-TEST_CASE("new-plugin refuses a folder that is not empty or a file, and fills an empty one", "[cli]") {
+TEST_CASE("new-plugin refuses a folder that is not empty or a file and fills an empty one", "[cli]") {
     test::TempDir dir;
     const auto taken = dir.write("taken/notes.txt", "mine\n").parent_path();
     auto ran = run_in(dir, {TRELLIS_TEST_BINARY, "new-plugin", "demo", "--dir", taken.string()});
