@@ -27,6 +27,10 @@ commands:
   migrate repair --plugin NAME
                          forget NAME's failed migrations (they run again at the next
                          up) and accept the changed SQL of drifted ones
+  new-plugin NAME [--dir DIR]
+                 write a plugin project (route, middleware, migration, Catch2 test,
+                 deb/rpm packaging) into DIR (default ./NAME), which must not exist
+                 or be empty; it builds against the installed SDK (trellis-dev)
   help           this text
 
 options:
@@ -68,6 +72,12 @@ std::optional<Arguments> parse(int argc, char** argv) {
                 }
                 args.to = to;
             }
+        } else if (word == "--dir") {
+            if (i + 1 >= words.size() || words[i + 1].empty()) {
+                std::cerr << "trellis: --dir needs a folder\n";
+                return std::nullopt;
+            }
+            args.dir = words[++i];
         } else if (word == "--json") {
             args.json = true;
         } else if (word == "-h" || word == "--help") {

@@ -13,6 +13,7 @@ struct Arguments {
     bool json = false;                 // --json
     std::string plugin;                // --plugin NAME (migrate)
     std::optional<long long> to;       // --to VERSION (migrate down)
+    std::string dir;                   // --dir D (new-plugin)
 };
 
 extern const char* const usage;

@@ -19,6 +19,7 @@ int plugins_list(const Arguments& args);
 int routes(const Arguments& args);
 int version(const Arguments& args);
 int migrate(const Arguments& args);  // migrate status | up | down | repair
+int new_plugin(const Arguments& args);  // new-plugin NAME [--dir DIR]
 
 // Loads the configuration named by the arguments; prints every error and returns null.
 std::shared_ptr<const config::Config> load_config(const std::string& path);

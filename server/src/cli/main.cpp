@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     if (is({"routes"})) return routes(*args);
     if (is({"version"})) return version(*args);
     if (!command.empty() && command[0] == "migrate") return migrate(*args);
+    if (!command.empty() && command[0] == "new-plugin") return new_plugin(*args);
     std::string text;
     for (const auto& word : command) text += (text.empty() ? "" : " ") + word;
     std::cerr << "trellis: unknown command '" << text << "'\n" << usage;
