@@ -209,6 +209,8 @@ if [ -n "$server_rpm" ]; then
   [ "$got" = "$want" ] && pass "trellis (rpm): provides ${expected_provides[*]}" ||
     fail "trellis (rpm): provides '$(echo $got)', expected '$(echo $want)'"
   rpm -qp --scripts "$server_rpm" 2>/dev/null | grep -q "useradd --system" || fail "trellis (rpm): %pre makes no system user"
+  rpm -qp --filetriggers "$server_rpm" 2>/dev/null | grep -q "^transfiletriggerin .* -- /usr/lib/trellis/plugins" &&
+    pass "trellis (rpm): file trigger on /usr/lib/trellis/plugins" || fail "trellis (rpm): no %transfiletriggerin on /usr/lib/trellis/plugins"
   [ -n "$(rpm_of trellis-debuginfo)" ] || fail "trellis (rpm): no trellis-debuginfo package"
 fi
 dev_rpm="$(rpm_of trellis-dev)"
