@@ -51,7 +51,8 @@ struct Upgradable {
     nlohmann::json admin_plugin() const {
         auto r = http_request(server->admin_port(), "GET", "/admin/plugins");
         REQUIRE(r.status == 200);
-        for (const auto& plugin : r.json()["plugins"])
+        const auto body = r.json();
+        for (const auto& plugin : body["plugins"])
             if (plugin["name"] == "upgradable") return plugin;
         FAIL("upgradable is not in /admin/plugins");
         return {};
@@ -107,7 +108,7 @@ TEST_CASE("a reload loads the new file of an upgraded plugin while the old one a
     CHECK(old.json()["version"] == "1.0.0");
 
     // The new version's migration ran as at start-up.
-    auto migrations = http_request(u.server->admin_port(), "GET", "/admin/migrations").json()["migrations"];
+    const auto migrations = http_request(u.server->admin_port(), "GET", "/admin/migrations").json()["migrations"];
     std::set<std::int64_t> applied;
     for (const auto& m : migrations)
         if (m["plugin"] == "upgradable" && m["state"] == "applied") applied.insert(m["version"].get<std::int64_t>());
