@@ -13,7 +13,16 @@ commands:
   check          load the configuration and the enabled plugins without listening;
                  exit 0 when all is well, 1 with every reason otherwise
   plugins list   every configured plugin: state (loaded, disabled, failed with reason),
-                 version, ABI and file
+                 version, ABI and file; and, when the server answers on its admin
+                 listener, why its last reload refused a plugin (a failed upgrade)
+  plugins disable NAME [--reload]
+                 write conf.d/90-disabled-NAME.yaml beside the main file (it sets
+                 plugins.NAME.enabled: false; no package owns or overwrites it)
+  plugins enable NAME [--reload]
+                 remove that file; refused when NAME.so is not installed. Both
+                 refuse, changing nothing, a configuration that would fail `check`;
+                 --reload then reloads the running server (POST /admin/reload on
+                 server.admin_listen) and reports its answer
   routes         every route: method, full path, plugin, middleware chain
   version        the product version and the plugin ABI version
   migrate status         per plugin and migration: applied, pending, failed, drift
@@ -80,6 +89,8 @@ std::optional<Arguments> parse(int argc, char** argv) {
             args.dir = words[++i];
         } else if (word == "--json") {
             args.json = true;
+        } else if (word == "--reload") {
+            args.reload = true;
         } else if (word == "-h" || word == "--help") {
             args.command = {"help"};
         } else if (!word.empty() && word[0] == '-') {

@@ -16,6 +16,7 @@ namespace trellis::cli {
 int serve(const Arguments& args);
 int check(const Arguments& args);
 int plugins_list(const Arguments& args);
+int plugins_edit(const Arguments& args);  // plugins enable|disable NAME [--reload]
 int routes(const Arguments& args);
 int version(const Arguments& args);
 int migrate(const Arguments& args);  // migrate status | up | down | repair
@@ -32,6 +33,10 @@ struct Loaded {
     runtime::Runtime::Assembly assembly;
 };
 std::unique_ptr<Loaded> load_quietly(const Arguments& args);
+// Logging off for a command that reports what matters itself.
+void quiet_logging(const config::Config& config);
+// What makes `trellis check` fail for this assembly, one message each.
+std::vector<std::string> check_problems(const runtime::Runtime::Assembly& assembly);
 
 // Left-aligned columns, two spaces apart.
 void print_table(const std::vector<std::vector<std::string>>& rows);

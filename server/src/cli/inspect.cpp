@@ -6,6 +6,7 @@
 #include <trellis/abi.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/admin_client.hpp"
 #include "cli/commands.hpp"
 #include "runtime/inventory.hpp"
 #include "runtime/logging.hpp"
@@ -29,14 +30,26 @@ std::unique_ptr<Loaded> load_quietly(const Arguments& args) {
     auto loaded = std::make_unique<Loaded>();
     loaded->config = load_config(args.config_path);
     if (!loaded->config) return nullptr;
-    config::LoggingConfig quiet = loaded->config->logging;
+    quiet_logging(*loaded->config);
+    loaded->assembly = runtime::Runtime::assemble(loaded->config, loaded->libraries);
+    return loaded;
+}
+
+void quiet_logging(const config::Config& config) {
+    config::LoggingConfig quiet = config.logging;
     quiet.level = "off";
     quiet.levels.clear();  // no logger left at a level of its own
     quiet.output = "stderr";  // nor a log file opened or created by an inspecting command
     quiet.access_output.clear();
     logging::configure(quiet);
-    loaded->assembly = runtime::Runtime::assemble(loaded->config, loaded->libraries);
-    return loaded;
+}
+
+std::vector<std::string> check_problems(const runtime::Runtime::Assembly& assembly) {
+    std::vector<std::string> problems = assembly.errors;
+    for (const auto& r : assembly.runtime->plugins())
+        if (r.status == runtime::PluginStatus::failed && !r.required)
+            problems.push_back(runtime::describe(r) + ": " + r.reason);
+    return problems;
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
@@ -70,10 +83,7 @@ int check(const Arguments& args) {
     auto loaded = load_quietly(args);
     if (!loaded) return 1;
     const auto& runtime = *loaded->assembly.runtime;
-    std::vector<std::string> problems = loaded->assembly.errors;
-    for (const auto& r : runtime.plugins())
-        if (r.status == runtime::PluginStatus::failed && !r.required)
-            problems.push_back(runtime::describe(r) + ": " + r.reason);
+    const std::vector<std::string> problems = check_problems(loaded->assembly);
     if (args.json) {
         json plugins = json::array();
         for (const auto& r : runtime.plugins()) plugins.push_back(plugin_json(r));
@@ -101,9 +111,14 @@ int plugins_list(const Arguments& args) {
     auto loaded = load_quietly(args);
     if (!loaded) return 1;
     const auto& runtime = *loaded->assembly.runtime;
+    // What the running server refused at its last reload (an upgrade that failed).
+    const auto reload_errors = served_reload_errors(*loaded->config);
     if (args.json) {
         json out = json::array();
-        for (const auto& r : runtime.plugins()) out.push_back(plugin_json(r));
+        for (const auto& r : runtime.plugins()) {
+            out.push_back(plugin_json(r));
+            if (auto it = reload_errors.find(r.name); it != reload_errors.end()) out.back()["reload_error"] = it->second;
+        }
         std::cout << out.dump(2) << "\n";
         return 0;
     }
@@ -114,6 +129,9 @@ int plugins_list(const Arguments& args) {
                         r.abi.empty() ? "-" : r.abi, detail.empty() ? "-" : detail});
     }
     print_table(rows);
+    for (const auto& [name, error] : reload_errors)
+        std::cout << "plugin '" << name << "': the running server (" << admin_address(*loaded->config)
+                  << ") refused it at its last reload and serves the version it had: " << error << "\n";
     return 0;
 }
 

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
     if (is({"serve"})) return serve(*args);
     if (is({"check"})) return check(*args);
     if (is({"plugins", "list"}) || is({"plugins"})) return plugins_list(*args);
+    if (command.size() >= 2 && command[0] == "plugins" && (command[1] == "enable" || command[1] == "disable"))
+        return plugins_edit(*args);
     if (is({"routes"})) return routes(*args);
     if (is({"version"})) return version(*args);
     if (!command.empty() && command[0] == "migrate") return migrate(*args);

@@ -265,8 +265,8 @@ std::vector<YAML::Node> load_all_bounded(const std::string& text) {
 }
 
 // One file as a map; nullopt once the reason it is unusable has been reported.
-std::optional<Node> load_file(const fs::path& file, Errors& errors) {
-    const auto text = read_text(file, errors);
+std::optional<Node> load_file(const fs::path& file, Errors& errors, const std::optional<std::string>& given = {}) {
+    const auto text = given ? given : read_text(file, errors);
     if (!text) return std::nullopt;
     const std::string source = file.string();
     try {
@@ -1127,8 +1127,15 @@ tl::expected<std::shared_ptr<const Config>, Errors> load(const LoadOptions& opti
     root.kind = Node::Kind::map;
     std::vector<fs::path> files{options.main_file};
     std::ranges::copy(drop_in_files(options.main_file, errors), std::back_inserter(files));
+    for (const auto& [file, text] : options.drop_in_overrides) {
+        std::erase(files, file);
+        if (text) files.push_back(file);
+    }
+    std::sort(files.begin() + 1, files.end());
     for (const fs::path& file : files) {
-        if (auto node = load_file(file, errors)) merge(root, std::move(*node));
+        const auto given = options.drop_in_overrides.find(file);
+        const bool overridden = given != options.drop_in_overrides.end();
+        if (auto node = load_file(file, errors, overridden ? given->second : std::nullopt)) merge(root, std::move(*node));
         sources.push_back(file.string());
     }
     apply_environment(options, root, sources, errors);

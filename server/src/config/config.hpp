@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -164,6 +165,10 @@ struct LoadOptions {
     // TRELLIS_* variables to apply (name, value); other names are ignored, and so is
     // TRELLIS_CONFIG, which only selects the main file.
     std::vector<std::pair<std::string, std::string>> environment;
+    // conf.d files as they would be after an edit not made yet (`trellis plugins disable`
+    // checks its change first): a path in conf.d mapped to the text read instead of the
+    // file, or to nullopt for a file read as if it were absent.
+    std::map<std::filesystem::path, std::optional<std::string>> drop_in_overrides = {};
 };
 
 // Every problem found, each "ORIGIN: key 'a.b': what is wrong"; loading never stops at

@@ -173,9 +173,15 @@ bool accepts_state_change(const Host& host, const http::Request& request, http::
 void list_plugins(Host& host, const http::Request& request, http::Response& response) {
     if (!authorised(host, request, response)) return;
     const auto runtime = host.pipeline().current();
+    const auto reload_errors = host.reload_errors();
     json out = json::array();
     if (runtime)
-        for (const auto& report : runtime->plugins()) out.push_back(runtime::plugin_json(report));
+        for (const auto& report : runtime->plugins()) {
+            json item = runtime::plugin_json(report);
+            // Why the last reload was refused for this plugin (an upgrade that failed).
+            if (auto it = reload_errors.find(report.name); it != reload_errors.end()) item["reload_error"] = it->second;
+            out.push_back(std::move(item));
+        }
     answer_json(response, 200, {{"plugins", out}});
 }
 

@@ -154,7 +154,7 @@ Host::ReloadResult Host::reload(bool wait) {
         (*next_config)->server.engine != current->server.engine)
         log_->warn("listener addresses or server.engine changed; they take effect after a restart");
     logging::configure((*next_config)->logging);
-    auto next = runtime::Runtime::build(*next_config, libraries_);
+    auto next = build_for_reload(*next_config, pipeline_->current().get(), libraries_, reload_errors_, *log_);
     if (!next) {
         result.errors = std::move(next.error());
         result.errors.push_back("reload aborted; still serving the previous runtime");

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +18,7 @@
 #include "config/config.hpp"
 #include "engine/engine.hpp"
 #include "host/readiness.hpp"
+#include "host/upgrades.hpp"
 #include "host/worker_pool.hpp"
 #include "metrics/metrics.hpp"
 #include "plugin/loader.hpp"
@@ -66,6 +68,8 @@ public:
     std::uint16_t admin_port() const;  // 0 when the admin listener is off
     runtime::Pipeline& pipeline() { return *pipeline_; }
     plugin::LibraryCache& libraries() { return libraries_; }
+    // Why each plugin that refused the last reload failed (an upgrade that did not load).
+    std::map<std::string, std::string> reload_errors() const { return reload_errors_.get(); }
     std::shared_ptr<const config::Config> config() const;
     // The registry GET /metrics serves; add_callback() adds values read at scrape.
     metrics::Metrics& metrics() { return *metrics_; }
@@ -87,6 +91,7 @@ private:
     std::unique_ptr<Readiness> readiness_;
     std::unique_ptr<metrics::Metrics> metrics_;  // outlives the pipeline and engines that count into it
     plugin::LibraryCache libraries_;
+    ReloadErrors reload_errors_;
     std::unique_ptr<WorkerPool> workers_;
     std::unique_ptr<runtime::Pipeline> pipeline_;
     struct Listener {

@@ -2,7 +2,12 @@
 #include "plugin/loader.hpp"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
+#include <algorithm>
+#include <cerrno>
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <system_error>
 
 namespace trellis::plugin {
@@ -50,19 +55,76 @@ std::optional<std::filesystem::path> find_plugin_file(std::string_view name,
     return std::nullopt;
 }
 
+tl::expected<FileId, std::string> file_id(const std::filesystem::path& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return tl::unexpected(std::string(std::strerror(errno)));
+    return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                  static_cast<std::int64_t>(st.st_size),
+                  static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+}
+
+LibraryCache::~LibraryCache() {
+    if (private_dir_.empty()) return;
+    std::error_code ignored;
+    std::filesystem::remove_all(private_dir_, ignored);
+}
+
+tl::expected<std::filesystem::path, std::string> LibraryCache::private_name(const std::filesystem::path& path,
+                                                                            bool copy) {
+    std::error_code ec;
+    if (private_dir_.empty()) {
+        std::string pattern = (std::filesystem::temp_directory_path(ec) / "trellis-plugins-XXXXXX").string();
+        if (ec || ::mkdtemp(pattern.data()) == nullptr)
+            return tl::unexpected("cannot make a private folder to load the upgraded file from in " +
+                                  std::filesystem::temp_directory_path(ec).string() + ": " + std::strerror(errno) +
+                                  " (set TMPDIR to a writable folder)");
+        private_dir_ = pattern;
+    }
+    const auto name = private_dir_ / (path.stem().string() + "." + std::to_string(++loads_) + ".so");
+    if (copy)
+        std::filesystem::copy_file(path, name, ec);
+    else
+        std::filesystem::create_symlink(std::filesystem::absolute(path), name, ec);
+    if (ec)
+        return tl::unexpected("cannot " + std::string(copy ? "copy the upgraded file to " : "link the upgraded file as ") +
+                              name.string() + ": " + ec.message());
+    return name;
+}
+
 tl::expected<std::shared_ptr<const Library>, std::string> LibraryCache::load(const std::filesystem::path& path) {
     std::lock_guard lock(mutex_);
-    if (auto it = libraries_.find(path); it != libraries_.end())
-        if (auto alive = it->second.lock()) return alive;
+    auto id = file_id(path);
+    if (!id) return tl::unexpected("cannot load the library: " + path.string() + ": " + id.error());
+    auto& state = libraries_[path];
+    std::erase_if(state.alive, [](const auto& weak) { return weak.expired(); });
+    for (const auto& weak : state.alive)
+        if (auto alive = weak.lock(); alive && alive->file == *id) return alive;
+
+    // The plain name maps the first file loaded from it for as long as glibc keeps that one
+    // (a library with unique C++ symbols is never unloaded), so later files need a name of
+    // their own; a file changed in place keeps its inode, which glibc matches too: a copy.
+    std::filesystem::path open_as = path;
+    if (state.by_name && *state.by_name != *id) {
+        const bool in_place = std::any_of(state.mapped.begin(), state.mapped.end(),
+                                          [&](const FileId& old) { return old.same_inode(*id); });
+        auto name = private_name(path, in_place);
+        if (!name) return tl::unexpected(name.error());
+        open_as = *name;
+    }
 
     auto library = std::make_shared<Library>();
     library->path = path;
+    library->file = *id;
     boost::dll::fs::error_code ec;
-    library->handle.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
-    if (ec) {
-        const char* detail = ::dlerror();
-        return tl::unexpected("cannot load the library: " + (detail ? std::string(detail) : ec.message()));
+    library->handle.load(open_as, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+    const char* detail = ec ? ::dlerror() : nullptr;
+    if (open_as != path) {
+        std::error_code ignored;
+        std::filesystem::remove(open_as, ignored);
     }
+    if (ec) return tl::unexpected("cannot load the library: " + (detail ? std::string(detail) : ec.message()));
+    if (open_as == path) state.by_name = *id;
+    state.mapped.push_back(*id);
     if (!library->handle.has(TRELLIS_PLUGIN_ENTRY_SYMBOL))
         return tl::unexpected(std::string("not a Trellis plugin: the library does not export '") +
                               TRELLIS_PLUGIN_ENTRY_SYMBOL + "'");
@@ -86,7 +148,7 @@ tl::expected<std::shared_ptr<const Library>, std::string> LibraryCache::load(con
         library->dependencies.push_back(copy(descriptor->dependencies[i]));
 
     std::shared_ptr<const Library> shared = std::move(library);
-    libraries_[path] = shared;
+    state.alive.push_back(shared);
     return shared;
 }
 
