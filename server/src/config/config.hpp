@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -164,6 +165,13 @@ struct LoadOptions {
     // TRELLIS_* variables to apply (name, value); other names are ignored, and so is
     // TRELLIS_CONFIG, which only selects the main file.
     std::vector<std::pair<std::string, std::string>> environment;
+    // The embedding API (server/src/embed): the main configuration as text instead of the
+    // file main_file, which then only names it in messages ("config:3:5: ...") and must have
+    // no folder; relative paths in it resolve against base_dir, and no conf.d is read.
+    std::optional<std::string> main_text{};
+    std::filesystem::path base_dir{};
+    // server.data_dir when the configuration sets none; empty: /var/lib/trellis.
+    std::filesystem::path default_data_dir{};
 };
 
 // Every problem found, each "ORIGIN: key 'a.b': what is wrong"; loading never stops at
