@@ -145,7 +145,7 @@ TEST_CASE("a Host the server does not serve is refused with 421, as on a loopbac
     CHECK(host.get("/alpha/count", {{"Host", "127.0.0.1:8080"}}).status == 200);
 }
 
-TEST_CASE("a blocking handler completes on the worker pool; the caller waits for it", "[embed]") {
+TEST_CASE("a blocking handler completes on the worker pool and the caller waits for it", "[embed]") {
     Host host(config("  alpha: {}\n"));
     // The database is refused on an event loop: /db/ping answering proves it ran on a worker,
     // and /inline/db (declared non-blocking) is refused as under the event engine.
@@ -189,7 +189,7 @@ TEST_CASE("migrations run on a temporary SQLite file that goes away with the hos
     CHECK(fresh.get("/notes").json()["items"].empty());
 }
 
-TEST_CASE("a configured data_dir is used and kept; relative paths resolve against base_dir", "[embed][database]") {
+TEST_CASE("a configured data_dir is used and kept, relative paths resolve against base_dir", "[embed][database]") {
     const fs::path base = fs::temp_directory_path() / ("trellis-embed-base-" + std::to_string(::getpid()));
     fs::remove_all(base);
     fs::create_directories(base / "state");
@@ -251,7 +251,7 @@ TEST_CASE("requests from several threads at once are all answered", "[embed]") {
     CHECK(*seen.rbegin() == threads * each / 2);
 }
 
-TEST_CASE("reload swaps the plugins in; a bad configuration keeps the old ones serving", "[embed]") {
+TEST_CASE("reload swaps the plugins in, a bad configuration keeps the old ones serving", "[embed]") {
     Host host(config("  alpha:\n    config: {label: one}\n"));
     CHECK(host.get("/alpha/count").json()["label"] == "one");
     host.reload(config("  alpha:\n    config: {label: two}\n"));
