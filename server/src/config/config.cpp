@@ -264,13 +264,19 @@ std::vector<YAML::Node> load_all_bounded(const std::string& text) {
     return YAML::LoadAll(text);
 }
 
+std::optional<Node> parse_text(const std::string& text, const std::string& source, Errors& errors);
+
 // One file as a map; nullopt once the reason it is unusable has been reported.
 std::optional<Node> load_file(const fs::path& file, Errors& errors, const std::optional<std::string>& given = {}) {
     const auto text = given ? given : read_text(file, errors);
     if (!text) return std::nullopt;
-    const std::string source = file.string();
+    return parse_text(*text, file.string(), errors);
+}
+
+// A configuration given as text; `source` names it in messages.
+std::optional<Node> parse_text(const std::string& text, const std::string& source, Errors& errors) {
     try {
-        return document_root(load_all_bounded(*text), source, errors);
+        return document_root(load_all_bounded(text), source, errors);
     } catch (const YAML::Exception& e) {
         const Origin at = e.mark.is_null() ? Origin{source, 0, 0} : Origin{source, e.mark.line + 1, e.mark.column + 1};
         errors.push_back(at.describe() + ": invalid YAML: " + e.msg);
@@ -910,8 +916,10 @@ void read_metrics(const Node& node, MetricsConfig& metrics, Errors& errors) {
 // Relative paths mean relative to the file that wrote them, not to wherever the server was
 // started; a value from the environment counts as written beside the main file.
 fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir) {
-    const fs::path base =
-        origin.source.starts_with(kEnvSourcePrefix) ? env_base_dir : fs::path(origin.source).parent_path();
+    // A source without a folder is a main file named so (env_base_dir is its folder then too)
+    // or the embedding API's text, whose base directory env_base_dir is.
+    const fs::path written_in = fs::path(origin.source).parent_path();
+    const fs::path base = origin.source.starts_with(kEnvSourcePrefix) || written_in.empty() ? env_base_dir : written_in;
     std::error_code ec;
     fs::path resolved = fs::absolute(base / text, ec).lexically_normal();
     if (!resolved.has_filename()) resolved = resolved.parent_path();
@@ -1024,8 +1032,9 @@ void read_plugins(const Node& node, const fs::path& env_base_dir, Config& config
     std::ranges::sort(config.plugins, {}, &PluginConfig::name);
 }
 
-Config build(const Node& root, const fs::path& env_base_dir, Errors& errors) {
+Config build(const Node& root, const fs::path& env_base_dir, const fs::path& default_data_dir, Errors& errors) {
     Config config;
+    if (!default_data_dir.empty()) config.server.data_dir = default_data_dir;
     DatabaseInput database;
     for (const Entry& entry : root.entries) {
         const Node& value = entry.value;
@@ -1125,21 +1134,27 @@ tl::expected<std::shared_ptr<const Config>, Errors> load(const LoadOptions& opti
     std::vector<std::string> sources;
     Node root;
     root.kind = Node::Kind::map;
-    std::vector<fs::path> files{options.main_file};
-    std::ranges::copy(drop_in_files(options.main_file, errors), std::back_inserter(files));
-    for (const auto& [file, text] : options.drop_in_overrides) {
-        std::erase(files, file);
-        if (text) files.push_back(file);
-    }
-    std::sort(files.begin() + 1, files.end());
-    for (const fs::path& file : files) {
-        const auto given = options.drop_in_overrides.find(file);
-        const bool overridden = given != options.drop_in_overrides.end();
-        if (auto node = load_file(file, errors, overridden ? given->second : std::nullopt)) merge(root, std::move(*node));
-        sources.push_back(file.string());
+    if (options.main_text) {
+        if (auto node = parse_text(*options.main_text, options.main_file.string(), errors)) merge(root, std::move(*node));
+        sources.push_back(options.main_file.string());
+    } else {
+        std::vector<fs::path> files{options.main_file};
+        std::ranges::copy(drop_in_files(options.main_file, errors), std::back_inserter(files));
+        for (const auto& [file, text] : options.drop_in_overrides) {
+            std::erase(files, file);
+            if (text) files.push_back(file);
+        }
+        std::sort(files.begin() + 1, files.end());
+        for (const fs::path& file : files) {
+            const auto given = options.drop_in_overrides.find(file);
+            const bool overridden = given != options.drop_in_overrides.end();
+            if (auto node = load_file(file, errors, overridden ? given->second : std::nullopt)) merge(root, std::move(*node));
+            sources.push_back(file.string());
+        }
     }
     apply_environment(options, root, sources, errors);
-    Config config = build(root, options.main_file.parent_path(), errors);
+    const fs::path base_dir = options.main_text ? options.base_dir : options.main_file.parent_path();
+    Config config = build(root, base_dir, options.default_data_dir, errors);
     if (!errors.empty()) return tl::make_unexpected(std::move(errors));
     config.sources = std::move(sources);
     return std::make_shared<const Config>(std::move(config));

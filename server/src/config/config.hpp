@@ -169,6 +169,13 @@ struct LoadOptions {
     // checks its change first): a path in conf.d mapped to the text read instead of the
     // file, or to nullopt for a file read as if it were absent.
     std::map<std::filesystem::path, std::optional<std::string>> drop_in_overrides = {};
+    // The embedding API (server/src/embed): the main configuration as text instead of the
+    // file main_file, which then only names it in messages ("config:3:5: ...") and must have
+    // no folder; relative paths in it resolve against base_dir, and no conf.d is read.
+    std::optional<std::string> main_text{};
+    std::filesystem::path base_dir{};
+    // server.data_dir when the configuration sets none; empty: /var/lib/trellis.
+    std::filesystem::path default_data_dir{};
 };
 
 // Every problem found, each "ORIGIN: key 'a.b': what is wrong"; loading never stops at

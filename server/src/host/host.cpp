@@ -60,6 +60,16 @@ Host::Host(std::shared_ptr<const config::Config> config, ConfigSource reload_sou
 
 tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr<const config::Config> config,
                                                                  ConfigSource reload_source) {
+    return make(std::move(config), std::move(reload_source), true);
+}
+
+tl::expected<std::unique_ptr<Host>, config::Errors> Host::create_local(std::shared_ptr<const config::Config> config,
+                                                                       ConfigSource reload_source) {
+    return make(std::move(config), std::move(reload_source), false);
+}
+
+tl::expected<std::unique_ptr<Host>, config::Errors> Host::make(std::shared_ptr<const config::Config> config,
+                                                               ConfigSource reload_source, bool listen) {
     std::unique_ptr<Host> host(new Host(config, std::move(reload_source)));
     host->metrics_ = std::make_unique<metrics::Metrics>(config->metrics.enabled);
     auto runtime = runtime::Runtime::build(config, host->libraries_);
@@ -84,6 +94,13 @@ tl::expected<std::unique_ptr<Host>, config::Errors> Host::create(std::shared_ptr
 
     auto public_routes = std::make_unique<runtime::ListenerRoutes>("public", true);
     host->add_health_routes(*public_routes);
+    if (!listen) {
+        // As a loopback listener: Host names localhost, 127.0.0.1 and [::1] unless allowed_hosts says.
+        public_routes->set_edge(http::AllowedHosts(server.allowed_hosts, "127.0.0.1"), "localhost");
+        host->local_routes_ = std::move(public_routes);
+        host->add_metrics_callbacks();
+        return host;
+    }
     if (auto added = host->add_listener(std::move(public_routes), false); !added)
         return tl::unexpected(config::Errors{added.error()});
     if (server.admin_enabled) {
@@ -181,7 +198,7 @@ void Host::drain() {
     drained_ = true;
 }
 
-std::uint16_t Host::public_port() const { return listeners_.front().engine->port(); }
+std::uint16_t Host::public_port() const { return listeners_.empty() ? 0 : listeners_.front().engine->port(); }
 
 std::uint16_t Host::admin_port() const {
     for (const auto& listener : listeners_)

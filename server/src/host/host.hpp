@@ -36,6 +36,13 @@ public:
     // nothing until start(). The errors say what failed, one message each.
     static tl::expected<std::unique_ptr<Host>, config::Errors> create(std::shared_ptr<const config::Config> config,
                                                                       ConfigSource reload_source);
+    // Without listeners, for the embedding API (server/src/embed): the same runtime, worker
+    // pool and public routes, served by serve_local() on the caller's thread; no admin listener.
+    static tl::expected<std::unique_ptr<Host>, config::Errors> create_local(std::shared_ptr<const config::Config> config,
+                                                                            ConfigSource reload_source);
+    // One request to the public routes, as the public listener's engine hands it over.
+    void serve_local(engine::Exchange& exchange) const { pipeline_->handle(exchange, *local_routes_); }
+
     ~Host();  // drain() if still serving
     Host(const Host&) = delete;
     Host& operator=(const Host&) = delete;
@@ -76,6 +83,8 @@ public:
 
 private:
     Host(std::shared_ptr<const config::Config> config, ConfigSource reload_source);
+    static tl::expected<std::unique_ptr<Host>, config::Errors> make(std::shared_ptr<const config::Config> config,
+                                                                    ConfigSource reload_source, bool listen);
     void add_health_routes(runtime::ListenerRoutes& routes, bool admin = false);
     void add_metrics_route(runtime::ListenerRoutes& routes);  // host/host_metrics.cpp
     void add_metrics_callbacks();
@@ -100,6 +109,7 @@ private:
         bool admin = false;
     };
     std::vector<Listener> listeners_;
+    std::unique_ptr<runtime::ListenerRoutes> local_routes_;  // create_local() only
     bool started_ = false;
     bool drained_ = false;
 };
