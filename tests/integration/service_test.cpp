@@ -200,7 +200,7 @@ TEST_CASE("sd_notify: READY=1 once serving, RELOADING=1/READY=1 around reloads, 
     REQUIRE(ready_again > reloading);
 
     // A reload that fails still ends with READY=1: the previous runtime keeps serving.
-    s.dir.write("trellis.yaml", config_yaml("  alpha: {}\n", "server:\n  shutdown_delay: never\n"));
+    s.dir.write("trellis.yaml", config_yaml("  alpha: {}\n", "server:\n  workers: many\n"));
     from = s.notify.messages().size();
     s.process->signal(SIGHUP);
     reloading = s.notify.find("RELOADING=1", from, 10s);
@@ -208,7 +208,7 @@ TEST_CASE("sd_notify: READY=1 once serving, RELOADING=1/READY=1 around reloads, 
     ready_again = s.notify.find("READY=1", static_cast<std::size_t>(reloading + 1), 10s);
     REQUIRE(ready_again > reloading);
     CHECK_THAT(s.notify.messages()[static_cast<std::size_t>(ready_again)].field("STATUS"),
-               Contains("reload failed") && Contains("shutdown_delay"));
+               Contains("reload failed") && Contains("server.workers"));
     CHECK(http_request(s.port, "GET", "/alpha/inline/ping").status == 200);
 
     // Pings go on after the reloads.

@@ -340,8 +340,9 @@ void add_admin_routes(runtime::ListenerRoutes& routes, Host& host) {
     routes.add("GET", "/admin/migrations", [h](const http::Request& q, http::Response& r) { list_migrations(*h, q, r); },
                true);
     routes.add("POST", "/admin/reload", [h](const http::Request& q, http::Response& r) { run_reload(*h, q, r); }, true);
-    routes.add("GET", "/admin/version",
-               [](const http::Request&, http::Response& r) { answer_json(r, 200, version_info()); });
+    routes.add("GET", "/admin/version", [h](const http::Request& q, http::Response& r) {
+        if (authorised(*h, q, r)) answer_json(r, 200, version_info());
+    });
 }
 
 }  // namespace trellis::host
