@@ -279,6 +279,18 @@ struct PidServed {
     }
 };
 
+// The file's content once it holds `expected` (it is written just after the listeners start
+// serving), or what it holds after 10 s.
+std::string wait_for_content(const std::filesystem::path& path, const std::string& expected) {
+    std::string content;
+    for (int i = 0; i < 200; ++i) {
+        content = std::filesystem::exists(path) ? read_file(path) : "";
+        if (content == expected) break;
+        std::this_thread::sleep_for(50ms);
+    }
+    return content;
+}
+
 }  // namespace
 
 TEST_CASE("server.pid_file is written while serving and removed at exit; a running trellis keeps it", "[service]") {
@@ -287,7 +299,8 @@ TEST_CASE("server.pid_file is written while serving and removed at exit; a runni
     const auto pid_file = dir.path() / "run" / "trellis.pid";
     PidServed first(dir, "first");
     REQUIRE(wait_until_listening(first.port, 20s));
-    CHECK(read_file(pid_file) == std::to_string(first.process->pid()) + "\n");
+    REQUIRE(wait_for_content(pid_file, std::to_string(first.process->pid()) + "\n") ==
+            std::to_string(first.process->pid()) + "\n");
     CHECK_FALSE(std::filesystem::exists(dir.path() / "run" / ("trellis.pid.tmp." + std::to_string(first.process->pid()))));
 
     // A second server with the same pid file refuses to start, naming the first.
@@ -319,7 +332,8 @@ TEST_CASE("a stale server.pid_file is replaced; one that holds no process id is 
     PidServed served(dir, "served");
     INFO(served.process->output());
     REQUIRE(wait_until_listening(served.port, 20s));
-    CHECK(read_file(pid_file) == std::to_string(served.process->pid()) + "\n");
+    CHECK(wait_for_content(pid_file, std::to_string(served.process->pid()) + "\n") ==
+          std::to_string(served.process->pid()) + "\n");
     served.process->signal(SIGTERM);
     REQUIRE(served.process->wait(20s) == 0);
     CHECK_FALSE(std::filesystem::exists(pid_file));
