@@ -1,4 +1,4 @@
-// The admin API on the admin listener (plugins, routes, config, migrations, reload), its
+// The admin API on the admin listener (plugins, routes, config, migrations, version, reload), its
 // token and its refusal of cross-site requests, and readiness: the checks of /readyz, the
 // database check, and server.shutdown_delay on SIGTERM with the real binary.
 #include <catch2/catch.hpp>
@@ -94,6 +94,27 @@ TEST_CASE("GET /admin/plugins and /admin/routes describe the runtime as the CLI 
     REQUIRE(count != nullptr);
     CHECK(count["middleware"] == nlohmann::json::array({"alpha.mark"}));
     CHECK(rows.size() == server.runtime().targets().size() + 2);
+}
+
+TEST_CASE("GET /admin/version answers the product version, the ABI and the ABIs accepted", "[admin]") {
+    TestServer server(config_yaml("  hello: {}\n"));
+    const auto r = admin(server, "GET", "/admin/version");
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    CHECK(r.header("Content-Type") == "application/json");
+    const auto doc = r.json();
+    CHECK(doc["version"] == TRELLIS_VERSION);
+    CHECK(doc["abi"] == "1.3");
+    CHECK(doc["abi_accepted"] == nlohmann::json{"1.0", "1.1", "1.2", "1.3"});
+    CHECK_THAT(doc["build"]["compiler"].get<std::string>(), Contains("g++") || Contains("clang"));
+    CHECK(doc["build"]["build_type"].is_string());
+    CHECK(doc["build"]["engines"] == nlohmann::json{"event", "poco"});
+    // The same document as `trellis version --json`; never on the public listener.
+    TempDir dir;
+    Process cli({TRELLIS_TEST_BINARY, "version", "--json"}, minimal_environment(), dir.path() / "out");
+    REQUIRE(cli.wait(10s) == 0);
+    CHECK(nlohmann::json::parse(cli.output()) == doc);
+    CHECK(server.get("/admin/version").status == 404);
 }
 
 TEST_CASE("GET /admin/migrations lists applied and failed migrations with checksums", "[admin]") {
@@ -230,6 +251,8 @@ TEST_CASE("with server.admin_token_file every /admin request needs the bearer to
     const Headers right{{"Authorization", "Bearer s3cr3t-token-1"}};
     CHECK(admin(server, "GET", "/admin/plugins", {}, right).status == 200);
     CHECK(admin(server, "GET", "/admin/routes", {}, {{"Authorization", "bearer s3cr3t-token-1"}}).status == 200);
+    check_problem(admin(server, "GET", "/admin/version"), 401, "unauthorized");
+    CHECK(admin(server, "GET", "/admin/version", {}, right).status == 200);
     // Health stays open.
     CHECK(admin(server, "GET", "/livez").status == 200);
     CHECK(admin(server, "GET", "/readyz").status == 200);
@@ -283,7 +306,8 @@ TEST_CASE("without a token, a state-changing admin request needs a JSON body", "
 
 TEST_CASE("the public listener serves neither /admin nor /metrics", "[admin]") {
     TestServer server(config_yaml("  hello: {}\n"));
-    for (const char* path : {"/admin/plugins", "/admin/routes", "/admin/config", "/admin/migrations", "/metrics"}) {
+    for (const char* path :
+         {"/admin/plugins", "/admin/routes", "/admin/config", "/admin/migrations", "/admin/version", "/metrics"}) {
         INFO(path);
         check_problem(server.get(path), 404, "not_found");
     }

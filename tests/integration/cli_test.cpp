@@ -43,7 +43,7 @@ TEST_CASE("trellis version prints the product and the ABI version", "[cli]") {
     TempDir dir;
     Process p({TRELLIS_TEST_BINARY, "version"}, minimal_environment(), dir.path() / "out");
     REQUIRE(p.wait(10s) == 0);
-    CHECK(p.output() == "trellis " TRELLIS_VERSION "\nplugin ABI 1.3\n");
+    CHECK(p.output() == "trellis " TRELLIS_VERSION "\nplugin ABI 1.3\naccepts plugins built for ABI 1.0, 1.1, 1.2, 1.3\n");
 }
 
 TEST_CASE("an unknown command or option exits 2 with usage", "[cli]") {
@@ -220,7 +220,9 @@ TEST_CASE("version --json", "[cli]") {
     REQUIRE(p.wait(10s) == 0);
     auto doc = nlohmann::json::parse(p.output());
     CHECK(doc["version"] == TRELLIS_VERSION);
-    CHECK(doc["abi"] == nlohmann::json{{"major", 1}, {"minor", 3}});
+    CHECK(doc["abi"] == "1.3");
+    CHECK(doc["abi_accepted"] == nlohmann::json{"1.0", "1.1", "1.2", "1.3"});
+    CHECK(doc["build"]["compiler"].get<std::string>().size() > 0);
 }
 
 namespace {

@@ -24,7 +24,8 @@ commands:
                  --reload then reloads the running server (POST /admin/reload on
                  server.admin_listen) and reports its answer
   routes         every route: method, full path, plugin, middleware chain
-  version        the product version and the plugin ABI version
+  version        the product version, the plugin ABI version and the ABI versions
+                 whose plugins load
   migrate status         per plugin and migration: applied, pending, failed, drift
                          (changed after it was applied) or missing; exit 1 on failed
                          or drift

@@ -8,6 +8,7 @@
 
 #include "cli/admin_client.hpp"
 #include "cli/commands.hpp"
+#include "host/version.hpp"
 #include "runtime/inventory.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/runtime.hpp"
@@ -155,14 +156,11 @@ int routes(const Arguments& args) {
 
 int version(const Arguments& args) {
     if (args.json) {
-        std::cout << json{{"version", TRELLIS_VERSION},
-                          {"abi", {{"major", TRELLIS_ABI_MAJOR}, {"minor", TRELLIS_ABI_MINOR}}}}
-                         .dump(2)
-                  << "\n";
+        std::cout << host::version_info().dump(2) << "\n";  // the document GET /admin/version answers
         return 0;
     }
     std::cout << "trellis " << TRELLIS_VERSION << "\nplugin ABI " << TRELLIS_ABI_MAJOR << "." << TRELLIS_ABI_MINOR
-              << "\n";
+              << "\naccepts plugins built for ABI " << join(host::accepted_abi_versions(), ", ") << "\n";
     return 0;
 }
 

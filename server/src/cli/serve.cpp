@@ -13,6 +13,8 @@
 #include "cli/commands.hpp"
 #include "engine/engine.hpp"
 #include "host/host.hpp"
+#include "host/pid_file.hpp"
+#include "host/systemd_notify.hpp"
 #include "runtime/logging.hpp"
 
 namespace trellis::cli {
@@ -89,6 +91,13 @@ int serve(const Arguments& args) {
     log->info("Trellis {} (plugin ABI {}.{}) starting with {}", TRELLIS_VERSION, TRELLIS_ABI_MAJOR, TRELLIS_ABI_MINOR,
               args.config_path);
     log->info("file descriptor limit: {}", trellis::engine::raise_file_limit());
+    auto pid_file = host::PidFile::claim(config->server.pid_file);
+    if (!pid_file) {
+        log->critical("{}", pid_file.error());
+        log->critical("start-up failed");
+        return 1;
+    }
+    host::systemd::activate();
 
     const std::string path = args.config_path;
     auto host = host::Host::create(config, [path] { return config::load({path, config::process_environment()}); });
@@ -98,9 +107,17 @@ int serve(const Arguments& args) {
         return 1;
     }
     (*host)->start();
-    log->info("listening on {} (public){}, {} engine", config->server.listen.text(),
-              config->server.admin_enabled ? ", " + config->server.admin_listen.text() + " (admin)" : "",
-              config::to_string(config->server.engine));
+    if (auto written = pid_file->write(); !written) {
+        log->critical("{}", written.error());
+        log->critical("start-up failed");
+        return 1;
+    }
+    const std::string listening =
+        "listening on " + config->server.listen.text() + " (public)" +
+        (config->server.admin_enabled ? ", " + config->server.admin_listen.text() + " (admin)" : "");
+    log->info("{}, {} engine", listening, config::to_string(config->server.engine));
+    host::systemd::ready("serving; " + listening);
+    host::systemd::Watchdog watchdog([&served = **host] { return served.oldest_heartbeat(); });
 
     while (true) {
         int signal = 0;
@@ -112,6 +129,8 @@ int serve(const Arguments& args) {
         }
         if (signal != SIGHUP) {
             log->info("received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
+            watchdog.stop();  // systemd stops watching at STOPPING=1
+            host::systemd::stopping("stopping: draining the requests in flight");
             break;
         }
         log->info("received SIGHUP, reloading {}", args.config_path);

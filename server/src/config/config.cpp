@@ -644,8 +644,8 @@ constexpr auto kServerKeys = std::to_array<std::string_view>(
     {"listen", "admin_listen", "admin_enabled", "engine", "keep_alive_timeout", "max_keep_alive_requests",
      "max_body_bytes", "drain_timeout", "data_dir", "io_threads", "workers", "worker_queue", "max_connections",
      "header_timeout", "body_timeout", "send_timeout", "max_header_bytes", "max_headers", "max_uri_bytes",
-     "inline_warn", "max_threads", "max_queued", "shutdown_delay", "admin_token_file", "trusted_proxies",
-     "allowed_hosts"});
+     "inline_warn", "max_threads", "max_queued", "shutdown_delay", "admin_token_file", "pid_file",
+     "trusted_proxies", "allowed_hosts"});
 constexpr auto kCompressionKeys =
     std::to_array<std::string_view>({"enabled", "min_size", "content_types", "gzip_level", "brotli_quality"});
 constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acquire_timeout", "busy_timeout",
@@ -713,6 +713,37 @@ void read_admin_token_file(const Node& node, const std::string& path, ServerConf
     server.admin_token = text->substr(first, text->find_last_not_of(" \t\r\n") - first + 1);
 }
 
+// The pid file: empty (or null) for none; else its directory must exist and be writable now,
+// so that `trellis check` finds what `serve` would only find once the plugins are loaded.
+void read_pid_file(const Node& node, const std::string& path, ServerConfig& server, const fs::path& env_base_dir,
+                   Errors& errors) {
+    if (node.kind == Node::Kind::null || (node.kind == Node::Kind::scalar && node.text.empty())) {
+        server.pid_file.clear();
+        return;
+    }
+    if (node.kind != Node::Kind::scalar) {
+        fail(errors, node.origin, path, "expected the path of the pid file, " + got(node));
+        return;
+    }
+    const fs::path file = resolve(node.origin, node.text, env_base_dir);
+    const fs::path dir = file.parent_path();
+    std::error_code ec;
+    if (fs::is_directory(file, ec)) {
+        fail(errors, node.origin, path, file.string() + " is a directory; name a file in it, such as trellis.pid");
+        return;
+    }
+    if (!fs::is_directory(dir, ec)) {
+        fail(errors, node.origin, path, "the pid file's directory " + dir.string() + " does not exist");
+        return;
+    }
+    if (access(dir.c_str(), W_OK) != 0) {
+        fail(errors, node.origin, path,
+             "cannot write the pid file in " + dir.string() + ": " + std::generic_category().message(errno));
+        return;
+    }
+    server.pid_file = file;
+}
+
 void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
     const std::string path = "server." + entry.key;
     const Node& value = entry.value;
@@ -762,6 +793,8 @@ void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& e
         assign(server.shutdown_delay, read_duration(value, path, errors));
     else if (entry.key == "admin_token_file")
         read_admin_token_file(value, path, server, env_base_dir, errors);
+    else if (entry.key == "pid_file")
+        read_pid_file(value, path, server, env_base_dir, errors);
     else if (entry.key == "trusted_proxies")
         assign(server.trusted_proxies, read_checked_list(value, path, "a list of networks", http::ProxyList::check, errors));
     else if (entry.key == "allowed_hosts")

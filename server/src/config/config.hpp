@@ -80,6 +80,9 @@ struct ServerConfig {
     // start and at every reload; admin_token is its content without surrounding white space.
     std::filesystem::path admin_token_file;
     std::string admin_token;
+    // Where `trellis serve` writes its process id while it serves (empty: nowhere); relative
+    // to the file. Its directory must exist and be writable.
+    std::filesystem::path pid_file;
     // Where Trellis keeps its files (the embedded SQLite database); relative to the file.
     std::filesystem::path data_dir{"/var/lib/trellis"};
     // Peers (CIDR or single addresses) whose Forwarded / X-Forwarded-* headers are believed.

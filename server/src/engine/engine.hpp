@@ -43,6 +43,10 @@ struct Options {
     // Poco engine: thread per connection.
     int max_threads = 512;
     int max_queued = 1024;
+
+    // The systemd watchdog: each event loop marks a heartbeat this often from a timer on the
+    // loop (0: no heartbeat timer).
+    std::chrono::milliseconds heartbeat_interval{0};
 };
 
 // One request and its response. The engine owns it and hands it to the handler; the handler
@@ -90,6 +94,11 @@ public:
                                      // connections refused beyond max_queued
     };
     virtual Stats stats() const { return {}; }
+
+    // The stalest heartbeat of the engine's event loops (Options::heartbeat_interval): a loop
+    // that is stuck shows here as an old time. An engine without event loops (Poco: a thread
+    // per connection, where a handler may block) has nothing to go stale and answers now.
+    virtual std::chrono::steady_clock::time_point oldest_heartbeat() const { return std::chrono::steady_clock::now(); }
 };
 
 // Binds the socket immediately so that a busy port is reported before anything starts.

@@ -5,6 +5,7 @@
 // from any thread: the loop then writes the response.
 #include <utility>  // before Boost 1.74's Asio with g++ 12 in C++20
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -44,6 +45,10 @@ struct Loop {
     http1::BufferPool buffers;  // first: connections destroyed with io give their buffers back
     asio::io_context io{1};
     asio::steady_timer sweep{io};
+    // The systemd watchdog's proof that this loop runs: its own timer stores the time here
+    // (steady clock ticks), read by oldest_heartbeat() on the watchdog thread.
+    asio::steady_timer beat{io};
+    std::atomic<Clock::rep> heartbeat{0};
     std::vector<Connection*> connections;  // every open connection of this loop
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
     bool draining = false;
@@ -65,6 +70,7 @@ public:
     void start() override;
     void stop() override;
     std::uint16_t port() const override { return port_; }
+    Clock::time_point oldest_heartbeat() const override;
     Stats stats() const override {
         return {open_.load(std::memory_order_relaxed), accepted_.load(std::memory_order_relaxed),
                 refused_.load(std::memory_order_relaxed)};
@@ -77,6 +83,7 @@ public:
 private:
     void accept();
     void sweep(Loop& loop);
+    void beat(Loop& loop);
     void finish_if_drained(Loop& loop);
 
     Options options_;
@@ -272,6 +279,8 @@ void EventEngine::start() {
         Loop& loop = *loops_[i];
         loop.guard.emplace(loop.io.get_executor());
         sweep(loop);
+        loop.heartbeat.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+        if (options_.heartbeat_interval.count() > 0) beat(loop);
         loop.thread = std::thread([&loop] {
             plugin::EventLoopThreadScope role;  // database calls from here are refused
             loop.io.run();
@@ -345,9 +354,27 @@ void EventEngine::sweep(Loop& loop) {
     });
 }
 
+// A timer of its own, not the request path: one relaxed store per interval and loop.
+void EventEngine::beat(Loop& loop) {
+    loop.beat.expires_after(options_.heartbeat_interval);
+    loop.beat.async_wait([this, &loop](const boost::system::error_code& error) {
+        if (error || (loop.draining && loop.connections.empty())) return;
+        loop.heartbeat.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+        beat(loop);
+    });
+}
+
+Clock::time_point EventEngine::oldest_heartbeat() const {
+    if (options_.heartbeat_interval.count() <= 0) return Clock::now();
+    auto oldest = Clock::now().time_since_epoch().count();
+    for (const auto& loop : loops_) oldest = std::min(oldest, loop->heartbeat.load(std::memory_order_relaxed));
+    return Clock::time_point(Clock::duration(oldest));
+}
+
 void EventEngine::finish_if_drained(Loop& loop) {
     if (!loop.draining || !loop.connections.empty()) return;
     loop.sweep.cancel();
+    loop.beat.cancel();
     loop.guard.reset();
 }
 

@@ -11,6 +11,7 @@
 
 #include "db/migrations.hpp"
 #include "host/host.hpp"
+#include "host/version.hpp"
 #include "http/problem.hpp"
 #include "runtime/inventory.hpp"
 
@@ -299,7 +300,8 @@ json redacted_config(const config::Config& config, const runtime::Runtime* runti
                    {"data_dir", s.data_dir.string()},
                    {"trusted_proxies", s.trusted_proxies},
                    {"allowed_hosts", s.allowed_hosts},
-                   {"admin_token_file", s.admin_token_file.empty() ? json(nullptr) : json(s.admin_token_file.string())}};
+                   {"admin_token_file", s.admin_token_file.empty() ? json(nullptr) : json(s.admin_token_file.string())},
+                   {"pid_file", s.pid_file.empty() ? json(nullptr) : json(s.pid_file.string())}};
     const auto& d = config.database;
     json database = {{"url", config::redact_database_url(d.url)},
                      {"dialect", config::to_string(d.dialect)},
@@ -344,6 +346,9 @@ void add_admin_routes(runtime::ListenerRoutes& routes, Host& host) {
     routes.add("GET", "/admin/migrations", [h](const http::Request& q, http::Response& r) { list_migrations(*h, q, r); },
                true);
     routes.add("POST", "/admin/reload", [h](const http::Request& q, http::Response& r) { run_reload(*h, q, r); }, true);
+    routes.add("GET", "/admin/version", [h](const http::Request& q, http::Response& r) {
+        if (authorised(*h, q, r)) answer_json(r, 200, version_info());
+    });
 }
 
 }  // namespace trellis::host

@@ -1,5 +1,5 @@
 // The admin API, served on the admin listener only: GET /admin/plugins, /admin/routes,
-// /admin/config, /admin/migrations and POST /admin/reload. With server.admin_token_file set,
+// /admin/config, /admin/migrations, /admin/version and POST /admin/reload. With server.admin_token_file set,
 // every /admin/* request needs `Authorization: Bearer <token>`; without it, a state-changing
 // request needs a Content-Type: application/json body, which a cross-site form cannot send.
 #pragma once

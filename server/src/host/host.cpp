@@ -1,11 +1,13 @@
 // The running server.
 #include "host/host.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
 #include "host/admin.hpp"
+#include "host/systemd_notify.hpp"
 #include "runtime/logging.hpp"
 
 namespace trellis::host {
@@ -133,7 +135,9 @@ void Host::add_health_routes(runtime::ListenerRoutes& routes, bool admin) {
 tl::expected<void, std::string> Host::add_listener(std::unique_ptr<runtime::ListenerRoutes> routes, bool admin) {
     const runtime::Pipeline* pipeline = pipeline_.get();
     const runtime::ListenerRoutes* served = routes.get();
-    auto made = engine::make_engine(engine_options(config_->server, admin),
+    auto options = engine_options(config_->server, admin);
+    options.heartbeat_interval = systemd::heartbeat_interval();
+    auto made = engine::make_engine(options,
                                     [pipeline, served](engine::Exchange& exchange) { pipeline->handle(exchange, *served); });
     if (!made) return tl::unexpected(made.error());
     const auto& endpoint = admin ? config_->server.admin_listen : config_->server.listen;
@@ -159,6 +163,7 @@ Host::ReloadResult Host::reload(bool wait) {
         result.busy = true;
         return result;
     }
+    systemd::ReloadNotice notice(result.reloaded, result.errors);
     auto next_config = reload_source_();
     if (!next_config) {
         result.errors = std::move(next_config.error());
@@ -204,6 +209,12 @@ std::uint16_t Host::admin_port() const {
     for (const auto& listener : listeners_)
         if (listener.admin) return listener.engine->port();
     return 0;
+}
+
+std::chrono::steady_clock::time_point Host::oldest_heartbeat() const {
+    auto oldest = std::chrono::steady_clock::now();
+    for (const auto& listener : listeners_) oldest = std::min(oldest, listener.engine->oldest_heartbeat());
+    return oldest;
 }
 
 std::shared_ptr<const config::Config> Host::config() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -73,6 +74,8 @@ public:
 
     std::uint16_t public_port() const;
     std::uint16_t admin_port() const;  // 0 when the admin listener is off
+    // The stalest event-loop heartbeat of every listener (the systemd watchdog's probe).
+    std::chrono::steady_clock::time_point oldest_heartbeat() const;
     runtime::Pipeline& pipeline() { return *pipeline_; }
     plugin::LibraryCache& libraries() { return libraries_; }
     // Why each plugin that refused the last reload failed (an upgrade that did not load).
