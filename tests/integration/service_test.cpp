@@ -348,10 +348,12 @@ TEST_CASE("a server.pid_file that is no pid file, or in a missing directory, is 
     CHECK_THAT(served.process->output(), Contains("holds no process id") && Contains("start-up failed"));
     CHECK(read_file(dir.path() / "run" / "trellis.pid") == "not a pid\n");
 
-    // trellis check reads the same key: a directory that does not exist is a config error.
-    dir.write("check.yaml", config_yaml("", "server:\n  pid_file: nowhere/trellis.pid\n"));
-    Process check({TRELLIS_TEST_BINARY, "check", "-c", (dir.path() / "check.yaml").string()}, minimal_environment(),
-                  dir.path() / "check.log");
-    REQUIRE(check.wait(20s) == 1);
-    CHECK_THAT(check.output(), Contains("server.pid_file") && Contains("nowhere") && Contains("does not exist"));
+    // A directory that does not exist: serve refuses before loading anything, naming it.
+    dir.write("missing.yaml", config_yaml("  alpha: {}\n", "server:\n  pid_file: nowhere/trellis.pid\n"));
+    Process missing({TRELLIS_TEST_BINARY, "serve", "-c", (dir.path() / "missing.yaml").string()}, minimal_environment(),
+                    dir.path() / "missing.log");
+    REQUIRE(missing.wait(20s) == 1);
+    CHECK_THAT(missing.output(), Contains("server.pid_file") && Contains("nowhere") && Contains("does not exist") &&
+                                     Contains("start-up failed"));
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "nowhere"));
 }

@@ -713,8 +713,10 @@ void read_admin_token_file(const Node& node, const std::string& path, ServerConf
     server.admin_token = text->substr(first, text->find_last_not_of(" \t\r\n") - first + 1);
 }
 
-// The pid file: empty (or null) for none; else its directory must exist and be writable now,
-// so that `trellis check` finds what `serve` would only find once the plugins are loaded.
+// The pid file: empty (or null) for none. Its directory is `serve`'s to check when it starts
+// (host/pid_file.cpp): a runtime directory such as /run/trellis exists only while the service
+// runs (systemd's RuntimeDirectory=), and `trellis check` runs before that from ExecStartPre=
+// and from the packages' maintainer scripts.
 void read_pid_file(const Node& node, const std::string& path, ServerConfig& server, const fs::path& env_base_dir,
                    Errors& errors) {
     if (node.kind == Node::Kind::null || (node.kind == Node::Kind::scalar && node.text.empty())) {
@@ -726,19 +728,9 @@ void read_pid_file(const Node& node, const std::string& path, ServerConfig& serv
         return;
     }
     const fs::path file = resolve(node.origin, node.text, env_base_dir);
-    const fs::path dir = file.parent_path();
     std::error_code ec;
     if (fs::is_directory(file, ec)) {
         fail(errors, node.origin, path, file.string() + " is a directory; name a file in it, such as trellis.pid");
-        return;
-    }
-    if (!fs::is_directory(dir, ec)) {
-        fail(errors, node.origin, path, "the pid file's directory " + dir.string() + " does not exist");
-        return;
-    }
-    if (access(dir.c_str(), W_OK) != 0) {
-        fail(errors, node.origin, path,
-             "cannot write the pid file in " + dir.string() + ": " + std::generic_category().message(errno));
         return;
     }
     server.pid_file = file;

@@ -50,9 +50,14 @@ std::string error_text(int code) { return std::generic_category().message(code);
 tl::expected<PidFile, std::string> PidFile::claim(fs::path file_path) {
     PidFile file(std::move(file_path));
     if (file.path_.empty()) return file;
-    std::error_code ec;
-    if (!fs::exists(file.path_, ec)) return file;
     const std::string where = "server.pid_file " + file.path_.string();
+    std::error_code ec;
+    const fs::path dir = file.path_.parent_path();
+    if (!fs::is_directory(dir, ec))
+        return tl::unexpected(where + ": the directory " + dir.string() + " does not exist");
+    if (access(dir.c_str(), W_OK) != 0)
+        return tl::unexpected(where + ": cannot write in " + dir.string() + ": " + error_text(errno));
+    if (!fs::exists(file.path_, ec)) return file;
     if (!fs::is_regular_file(file.path_, ec))
         return tl::unexpected(where + " exists and is not a regular file; remove it or choose another path");
     const long long pid = parse_pid(read_text(file.path_));
