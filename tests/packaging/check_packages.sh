@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the packages that `./dev package` built (trellis, trellis-dev and, once it exists,
+# Checks the packages that `./dev package` built (trellis, trellis-dev and
 # libtrellis1; deb and rpm):
 #   check_packages.sh [PACKAGE_DIR]     (default: build-package/packages)
 # - every .deb, .ddeb and .rpm has a committed file list packaging/files/NAME.{deb,rpm}.txt
