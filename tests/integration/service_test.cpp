@@ -293,7 +293,7 @@ std::string wait_for_content(const std::filesystem::path& path, const std::strin
 
 }  // namespace
 
-TEST_CASE("server.pid_file is written while serving and removed at exit; a running trellis keeps it", "[service]") {
+TEST_CASE("server.pid_file is written while serving and removed at exit, and a running trellis keeps it", "[service]") {
     TempDir dir;
     std::filesystem::create_directories(dir.path() / "run");
     const auto pid_file = dir.path() / "run" / "trellis.pid";
@@ -316,7 +316,7 @@ TEST_CASE("server.pid_file is written while serving and removed at exit; a runni
     CHECK_FALSE(std::filesystem::exists(pid_file));
 }
 
-TEST_CASE("a stale server.pid_file is replaced; one that holds no process id is refused", "[service]") {
+TEST_CASE("a stale server.pid_file is replaced, and one that holds no process id is refused", "[service]") {
     TempDir dir;
     std::filesystem::create_directories(dir.path() / "run");
     const auto pid_file = dir.path() / "run" / "trellis.pid";

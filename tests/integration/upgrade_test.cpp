@@ -131,7 +131,7 @@ TEST_CASE("a reload with the same plugin file keeps the loaded library", "[upgra
     CHECK(u.version() == "1.0.0");
 }
 
-TEST_CASE("an upgraded plugin whose new version fails in init refuses the reload; the old one serves", "[upgrade]") {
+TEST_CASE("an upgraded plugin whose new version fails in init refuses the reload and the old one serves", "[upgrade]") {
     Upgradable u("upgradable_v1");
     u.replace_with("upgradable_broken");
     auto result = u.server->host().reload();
@@ -157,7 +157,7 @@ TEST_CASE("an upgraded plugin whose new version fails in init refuses the reload
     CHECK_FALSE(u.admin_plugin().contains("reload_error"));
 }
 
-TEST_CASE("an upgraded plugin whose new migration fails refuses the reload; the old one serves", "[upgrade]") {
+TEST_CASE("an upgraded plugin whose new migration fails refuses the reload and the old one serves", "[upgrade]") {
     Upgradable u("upgradable_v1");
     u.replace_with("upgradable_bad_sql");
     auto result = u.server->host().reload();

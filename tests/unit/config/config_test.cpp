@@ -979,7 +979,7 @@ TEST_CASE("shutdown_delay, admin_token_file and health.readyz_requires_database"
     CHECK_THAT(errors[1], Catch::Matchers::Contains("unknown key 'health.ready'"));
 }
 
-TEST_CASE("server.pid_file: none by default, relative to its file; its directory is serve's to check", "[config]") {
+TEST_CASE("server.pid_file: none by default, relative to its file, its directory is serve's to check", "[config]") {
     TempDir dir;
     CHECK(load_ok(dir.write("d.yaml", "server: {}\n"))->server.pid_file.empty());
     fs::create_directories(dir.path() / "run");
