@@ -54,6 +54,26 @@ TEST_CASE("a lease waits at most the acquire timeout and a returned connection i
     CHECK((one.type == TRELLIS_VALUE_INT ? std::to_string(one.integer) : one.text) == "1");
 }
 
+TEST_CASE("connections opened at once on a new SQLite file all get one", "[pool]") {
+    // Several pools (as several processes, or a pool and the readiness probe) open the same
+    // new file at the same moment: each turns it to WAL, and none may see "database is locked".
+    for (int round = 0; round < 20; ++round) {
+        TestDatabase db;
+        if (db.postgresql()) return;  // a SQLite matter; PostgreSQL runs the other cases
+        auto parsed = config::parse_database_url(db.url(), "/");
+        REQUIRE(parsed);
+        std::vector<std::shared_ptr<db::Pool>> pools;
+        for (int i = 0; i < 6; ++i) pools.push_back(db::Pool::create(*parsed));
+        std::vector<std::future<std::string>> opened;
+        for (auto& pool : pools)
+            opened.push_back(std::async(std::launch::async, [&pool] {
+                auto lease = pool->acquire(2s);
+                return lease ? std::string("ok") : lease.error().message;
+            }));
+        for (auto& result : opened) CHECK(result.get() == "ok");
+    }
+}
+
 TEST_CASE("an open transaction is rolled back when its connection is given back", "[pool]") {
     TestDatabase db;
     auto parsed = config::parse_database_url(db.url(), "/");

@@ -2,11 +2,14 @@
 // ABI knows; no exception leaves this file.
 #include "db/pool.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <regex>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <libpq-fe.h>
@@ -205,7 +208,22 @@ tl::expected<void, std::string> Pool::connect(soci::session& session) const {
             if (ec) return tl::unexpected("cannot create the folder " + config_.sqlite_file.parent_path().string() + ": " + ec.message());
             session.open(soci::sqlite3, config_.connect);
             session << "PRAGMA busy_timeout = " + std::to_string(config_.busy_timeout.count());
-            session << "PRAGMA journal_mode = WAL";
+            // Turning a new file to WAL takes a moment of exclusive access, and SQLite answers
+            // "database is locked" at once, without its busy handler, while another connection
+            // (another process starting, the readiness probe) opens the same new file: retry
+            // within busy_timeout. Once the file is in WAL mode this succeeds first time.
+            const auto deadline = std::chrono::steady_clock::now() + config_.busy_timeout;
+            for (auto pause = std::chrono::milliseconds(2);; pause = std::min(pause * 2, std::chrono::milliseconds(50))) {
+                try {
+                    session << "PRAGMA journal_mode = WAL";
+                    break;
+                } catch (const soci::soci_error& e) {
+                    if (std::string_view(e.what()).find("database is locked") == std::string_view::npos ||
+                        std::chrono::steady_clock::now() + pause > deadline)
+                        throw;
+                    std::this_thread::sleep_for(pause);
+                }
+            }
             session << "PRAGMA synchronous = NORMAL";
             session << "PRAGMA foreign_keys = ON";
         } else {
