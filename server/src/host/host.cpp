@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -155,15 +156,18 @@ void Host::start() {
 }
 
 Host::ReloadResult Host::reload(bool wait) {
-    std::unique_lock serialised(reload_mutex_, std::defer_lock);
     ReloadResult result;
+    // Declared before the lock so that READY=1 goes out after the reload has let go of its
+    // turn: a client that sees READY=1 and reloads at once is not told 409 (busy).
+    std::optional<systemd::ReloadNotice> notice;
+    std::unique_lock serialised(reload_mutex_, std::defer_lock);
     if (wait) {
         serialised.lock();
     } else if (!serialised.try_lock()) {
         result.busy = true;
         return result;
     }
-    systemd::ReloadNotice notice(result.reloaded, result.errors);
+    notice.emplace(result.reloaded, result.errors);
     auto next_config = reload_source_();
     if (!next_config) {
         result.errors = std::move(next_config.error());
