@@ -51,7 +51,7 @@ mount -t proc proc "$ROOT/proc"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 in_root() { chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
 # What an admin's automation passes: keep an edited conffile, take the new default otherwise.
-APT_INSTALL=(apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+APT_INSTALL=(apt-get install -y -qq -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 
 one() { # one DIR PATTERN: the single file matching
   local matches=("$1"/$2); [ "${#matches[@]}" -eq 1 ] && [ -f "${matches[0]}" ] || fail "expected one $2 in $1"
@@ -60,13 +60,18 @@ one() { # one DIR PATTERN: the single file matching
 step "apt-get update in the root"
 in_root apt-get update -qq >/dev/null
 
-mkdir -p "$ROOT/tmp/v1" "$ROOT/tmp/v2" "$ROOT/tmp/v3"
-cp "$(one "$V1" 'trellis_*.deb')" "$(one "$V1" 'trellis-plugin-hello_*.deb')" "$ROOT/tmp/v1/"
-cp "$(one "$V2" 'trellis_*.deb')" "$(one "$V2" 'trellis-plugin-hello_*.deb')" "$ROOT/tmp/v2/"
-cp "$(one "$V3" 'trellis-plugin-hello_*.deb')" "$ROOT/tmp/v3/"
+# into_root DIR PATTERN: copies the one match into the root's /tmp and prints its path there
+# (a glob given to in_root would expand outside the root).
+into_root() {
+  local file; file="$(one "$1" "$2")"; cp "$file" "$ROOT/tmp/"; echo "/tmp/$(basename "$file")"
+}
+TRELLIS_V1="$(into_root "$V1" 'trellis_*.deb')"; HELLO_V1="$(into_root "$V1" 'trellis-plugin-hello_*.deb')"
+TRELLIS_V2="$(into_root "$V2" 'trellis_*.deb')"; HELLO_V2="$(into_root "$V2" 'trellis-plugin-hello_*.deb')"
+HELLO_V3="$(into_root "$V3" 'trellis-plugin-hello_*.deb')"
+[ "$HELLO_V2" != "$HELLO_V3" ] && [ "$HELLO_V1" != "$HELLO_V2" ] || fail "the three hello packages need three versions"
 
 step "installing trellis and trellis-plugin-hello with apt-get (dependencies from the mirror)"
-in_root "${APT_INSTALL[@]}" /tmp/v1/trellis_*.deb /tmp/v1/trellis-plugin-hello_*.deb >/dev/null ||
+in_root "${APT_INSTALL[@]}" "$TRELLIS_V1" "$HELLO_V1" >/dev/null ||
   fail "apt-get install of the packages"
 in_root dpkg -s trellis trellis-plugin-hello >/dev/null
 in_root id trellis >/dev/null || fail "no system user trellis after install"
@@ -129,11 +134,25 @@ in_root trellis plugins disable hello -c /etc/trellis/trellis.yaml --reload || f
 [ "$(status_of /hello/world)" = 404 ] || fail "hello still answers after disable --reload"
 
 step "upgrading both packages to the higher build"
-in_root "${APT_INSTALL[@]}" /tmp/v2/trellis_*.deb /tmp/v2/trellis-plugin-hello_*.deb >/dev/null ||
-  fail "apt-get install of the upgrade"
+in_root "${APT_INSTALL[@]}" "$TRELLIS_V2" "$HELLO_V2" >"$ROOT/tmp/upgrade.log" 2>&1 ||
+  { cat "$ROOT/tmp/upgrade.log"; fail "apt-get install of the upgrade"; }
+# Without systemd, postinst checks the configuration with the new binary and says so.
+grep -q "trellis check passed with the new version" "$ROOT/tmp/upgrade.log" ||
+  { cat "$ROOT/tmp/upgrade.log"; fail "the upgrade did not run trellis check with the new binary"; }
 [ "$(sha256sum <"$ROOT/etc/trellis/conf.d/50-hello.yaml")" = "$EDITED" ] || fail "the edited 50-hello.yaml changed"
 [ -f "$ROOT/etc/trellis/conf.d/90-disabled-hello.yaml" ] || fail "the upgrade removed 90-disabled-hello.yaml"
 stop_server; start_server   # the new binary, as the package's restart does under systemd
+
+step "reinstalling trellis with a configuration the new binary refuses: the server is left alone"
+printf 'server:\n  workers: many\n' >"$ROOT/etc/trellis/conf.d/20-broken.yaml"
+in_root dpkg -i "$TRELLIS_V2" >"$ROOT/tmp/broken.log" 2>&1 ||
+  { cat "$ROOT/tmp/broken.log"; fail "postinst failed instead of leaving the server alone"; }
+grep -q "failed; the running server was left alone" "$ROOT/tmp/broken.log" ||
+  { cat "$ROOT/tmp/broken.log"; fail "postinst did not report the failed check"; }
+grep -q "workers" "$ROOT/tmp/broken.log" || { cat "$ROOT/tmp/broken.log"; fail "postinst did not show the check's reason"; }
+rm "$ROOT/etc/trellis/conf.d/20-broken.yaml"
+kill -0 "$SERVER_PID" || fail "the server stopped"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/livez")" = 200 ] || fail "the server stopped answering"
 [ "$(status_of /hello/world)" = 404 ] || fail "the upgrade re-enabled hello"
 
 step "enabling hello again: the admin's greeting answers"
@@ -148,7 +167,10 @@ step "upgrading trellis-plugin-hello under a client loop; the trigger reloads"
   done ) &
 LOOP_PID=$!
 sleep 1
-in_root "${APT_INSTALL[@]}" /tmp/v3/trellis-plugin-hello_*.deb >/dev/null || fail "apt-get install of hello v3"
+in_root "${APT_INSTALL[@]}" "$HELLO_V3" >"$ROOT/tmp/hello-v3.log" 2>&1 ||
+  { cat "$ROOT/tmp/hello-v3.log"; fail "apt-get install of hello v3"; }
+grep -q "sending SIGHUP to trellis (PID $SERVER_PID)" "$ROOT/tmp/hello-v3.log" ||
+  { cat "$ROOT/tmp/hello-v3.log"; fail "the dpkg trigger did not send the reload"; }
 NEW_VERSION=""
 for _ in $(seq 1 100); do
   NEW_VERSION="$(plugin_version)"; [ -n "$NEW_VERSION" ] && [ "$NEW_VERSION" != "$OLD_VERSION" ] && break
@@ -163,7 +185,7 @@ echo "client loop: $TOTAL requests across the upgrade $OLD_VERSION -> $NEW_VERSI
 step "purging both packages"
 stop_server
 rm "$ROOT/etc/trellis/conf.d/10-ports.yaml"   # this script's own drop-in, not a package's
-in_root apt-get purge -y -qq trellis-plugin-hello trellis >/dev/null || fail "apt-get purge"
+in_root apt-get purge -y -qq -o Dpkg::Use-Pty=0 trellis-plugin-hello trellis >/dev/null || fail "apt-get purge"
 LEFT="$(cd "$ROOT" && find etc/trellis var/lib/trellis var/log/trellis usr/lib/trellis run/trellis \
           etc/logrotate.d/trellis lib/systemd/system/trellis.service usr/lib/systemd/system/trellis.service \
           usr/bin/trellis 2>/dev/null || true)"
