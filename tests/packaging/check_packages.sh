@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Checks the packages that `./dev package` built (trellis, trellis-dev and
-# libtrellis1; deb and rpm):
-#   check_packages.sh [PACKAGE_DIR]     (default: build-package/packages)
+# Checks the packages that `./dev package` built: trellis, trellis-dev and libtrellis1, and
+# the bundled plugins' trellis-plugin-NAME made through trellis_package_plugin (deb and rpm).
+#   check_packages.sh [--plugins] [PACKAGE_DIR]     (default: build-package/packages)
+#   --plugins: the trellis-plugin-* packages alone (./dev plugin-packages)
 # UPDATE_LISTS=1 rewrites the committed file lists from the packages instead of comparing.
-# - every .deb, .ddeb and .rpm has a committed file list packaging/files/NAME.{deb,rpm}.txt
+# - every .deb and .rpm has a committed file list packaging/files/NAME.{deb,rpm}.txt
 #   (debug packages excepted) and every list has its package; the contents match it;
 # - lintian reports no error and no warning that is not overridden;
 # - systemd-analyze verify passes on the unit, in a temporary root made of the package
@@ -11,12 +12,17 @@
 # - conffiles / %config(noreplace), the plugin trigger, Provides trellis-abi-1.0..1.N from
 #   sdk/include/trellis/abi.h, versions from project(VERSION), dependencies, stripped and
 #   hardened binaries with their symbols in the debug packages, pkg-config, `trellis check`
-#   on the packaged configuration.
+#   on the packaged configuration;
+# - each plugin: its .so 0644 and stripped, Depends/Requires trellis-abi-MAJOR.MINOR of the
+#   SDK it was built with, 50-NAME.yaml its one conffile (%config(noreplace)), and purge
+#   (rpm: erase) removes the admin's 90-disabled-NAME.yaml.
 # Prints every failure and exits 1 if there was one.
 set -uo pipefail
 export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PLUGINS_ONLY=0
+[ "${1:-}" = --plugins ] && { PLUGINS_ONLY=1; shift; }
 DIR="$(cd "${1:-$ROOT/build-package/packages}" && pwd)" || { echo "check_packages: no folder ${1:-}" >&2; exit 1; }
 LISTS="$ROOT/packaging/files"
 WORK="$(mktemp -d)"
@@ -35,9 +41,16 @@ for ((m = 0; m <= abi_minor; m++)); do expected_provides+=("trellis-abi-$abi_maj
 want="$(printf '%s\n' "${expected_provides[@]}" | sort)"
 
 shopt -s nullglob
-# The bundled plugins' packages (trellis-plugin-*) carry versions of their own and are
-# checked by check_plugin_packages.sh: left out here, their file lists too.
-product() { local f; for f in "$@"; do case "$(basename "$f")" in trellis-plugin-*) ;; *) printf '%s\0' "$f" ;; esac; done; }
+# product FILES...: the packages this run checks (the plugins' alone with --plugins).
+product() {
+  local f
+  for f in "$@"; do
+    case "$(basename "$f")" in
+      trellis-plugin-*) printf '%s\0' "$f" ;;
+      *) [ "$PLUGINS_ONLY" = 1 ] || printf '%s\0' "$f" ;;
+    esac
+  done
+}
 mapfile -d '' debs < <(product "$DIR"/*.deb)
 mapfile -d '' ddebs < <(product "$DIR"/*.ddeb)
 mapfile -d '' rpms < <(product "$DIR"/*.rpm)
@@ -60,7 +73,7 @@ compare_list() {
 
 # Every committed list has its package.
 for list in "$LISTS"/*.txt; do
-  case "$(basename "$list")" in trellis-plugin-*) continue ;; esac
+  [ "$PLUGINS_ONLY" = 1 ] && [[ "$(basename "$list")" != trellis-plugin-* ]] && continue
   base="$(basename "$list" .txt)"; name="${base%.*}"; kind="${base##*.}"
   case "$kind" in
     deb) found=("$DIR/${name}_"*.deb) ;;
@@ -76,7 +89,9 @@ for deb in "${debs[@]}"; do
   name="$(dpkg-deb -f "$deb" Package)"
   dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's|^\./|/|; s|/$||' | grep -v '^/\?$' | sort >"$WORK/$name.deb.txt"
   compare_list "$name" deb "$WORK/$name.deb.txt"
-  [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "$name: version $(dpkg-deb -f "$deb" Version), project($version)"
+  # The plugins carry versions of their own (their project(VERSION)).
+  [[ "$name" == trellis-plugin-* ]] || [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] ||
+    fail "$name: version $(dpkg-deb -f "$deb" Version), project($version)"
   if dpkg-deb -c "$deb" | awk '$2 != "root/root" { print; bad = 1 } END { exit !bad }' >"$WORK/owners"; then
     fail "$name: entries not owned by root/root:"; cat "$WORK/owners" >&2
   fi
@@ -197,7 +212,7 @@ for pkg in "${rpms[@]}"; do
   rpm -qpl "$pkg" 2>/dev/null | sed -e 's|^\(/usr/lib/\.build-id\)/[0-9a-f][0-9a-f]|\1/XX|' \
     -e 's|^\(/usr/lib/\.build-id/XX\)/[0-9a-f]\{38\}|\1/BUILD-ID|' | sort -u >"$WORK/$name.rpm.txt"
   compare_list "$name" rpm "$WORK/$name.rpm.txt"
-  [ "$(rpm -qp --qf '%{VERSION}' "$pkg" 2>/dev/null)" = "$version" ] ||
+  [[ "$name" == trellis-plugin-* ]] || [ "$(rpm -qp --qf '%{VERSION}' "$pkg" 2>/dev/null)" = "$version" ] ||
     fail "$name (rpm): version $(rpm -qp --qf '%{VERSION}' "$pkg" 2>/dev/null), project($version)"
 done
 server_rpm="$(rpm_of trellis)"
@@ -225,8 +240,42 @@ if [ -n "$dev_rpm" ]; then
   rpm -qp --requires "$dev_rpm" 2>/dev/null | grep -qx "trellis" && fail "trellis-dev (rpm): requires the trellis service"
 fi
 
+# --- the plugins' packages ---------------------------------------------------------------
+abi="$abi_major.$abi_minor"
+for deb in "${debs[@]}"; do
+  package="$(dpkg-deb -f "$deb" Package)"
+  [[ "$package" == trellis-plugin-* ]] || continue
+  name="${package#trellis-plugin-}"; name="${name//-/_}"
+  conffile="/etc/trellis/conf.d/50-$name.yaml" so="/usr/lib/trellis/plugins/$name.so"
+  r="$WORK/root-$package" c="$WORK/control-$package"
+  grep -qE "^-rw-r--r-- root/root .* \.$so$" <<<"$(dpkg-deb -c "$deb")" || fail "$package: $so is not 0644 root/root"
+  file "$r$so" | grep -q ', stripped' || fail "$package: $so is not stripped"
+  dbg=""; for f in "${ddebs[@]}"; do [ "$(dpkg-deb -f "$f" Package)" = "$package-dbgsym" ] && dbg="$f"; done
+  [ -n "$dbg" ] || fail "$package: no $package-dbgsym .ddeb"
+  depends="$(dpkg-deb -f "$deb" Depends)"
+  [[ "$depends" =~ (^|, )trellis-abi-$abi(,|$) ]] || fail "$package: Depends '$depends' lacks trellis-abi-$abi"
+  [ "$(cat "$c/conffiles" 2>/dev/null)" = "$conffile" ] || fail "$package: conffiles is not exactly $conffile"
+  grep -q "rm -f /etc/trellis/conf.d/90-disabled-$name.yaml" "$c/postrm" 2>/dev/null ||
+    fail "$package: postrm does not remove 90-disabled-$name.yaml on purge"
+  pass "$package: $so, trellis-abi-$abi, conffile $conffile, purge removes 90-disabled-$name.yaml"
+done
+for pkg in "${rpms[@]}"; do
+  package="$(rpm -qp --qf '%{NAME}' "$pkg" 2>/dev/null)"
+  [[ "$package" == trellis-plugin-* ]] || continue
+  name="${package#trellis-plugin-}"; name="${name//-/_}"
+  conffile="/etc/trellis/conf.d/50-$name.yaml" so="/usr/lib/trellis/plugins/$name.so"
+  [ "$(rpm -qp --configfiles "$pkg" 2>/dev/null)" = "$conffile" ] || fail "$package (rpm): --configfiles is not exactly $conffile"
+  rpm -qp --requires "$pkg" 2>/dev/null | grep -qx "trellis-abi-$abi" || fail "$package (rpm): Requires lacks trellis-abi-$abi"
+  rpm -qp --scripts "$pkg" 2>/dev/null | grep -q "rm -f /etc/trellis/conf.d/90-disabled-$name.yaml" ||
+    fail "$package (rpm): the erase script does not remove 90-disabled-$name.yaml"
+  flags="$(rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags} %{FILEMODES:perms}\n]' "$pkg" 2>/dev/null)"
+  grep -qx "$conffile cn -rw-r--r--" <<<"$flags" || fail "$package (rpm): $conffile is not %config(noreplace) 0644"
+  grep -qx "$so  -rw-r--r--" <<<"$flags" || fail "$package (rpm): $so is not 0644"
+  pass "$package (rpm): $so, trellis-abi-$abi, %config(noreplace) $conffile"
+done
+
 if [ "$failures" -gt 0 ]; then
   echo "check_packages: $failures failure(s) in $DIR" >&2
   exit 1
 fi
-echo "check_packages: all checks passed for $(cd "$DIR" && ls | tr '\n' ' ')"
+echo "check_packages: all checks passed for ${#debs[@]} deb(s) and ${#rpms[@]} rpm(s) in $DIR"
