@@ -1,15 +1,15 @@
 // The host behind trellis/embed.h: configuration from text, a temporary data folder, and a
-// local exchange that hands each request to the pipeline and waits for its completion.
+// blocking exchange that hands each request to the pipeline and waits for its completion.
 #include "embed/embedded_host.hpp"
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstdlib>
 #include <optional>
 #include <system_error>
 #include <utility>
 #include <vector>
 
+#include "engine/engine.hpp"
 #include "http/problem.hpp"
 #include "plugin/thread_role.hpp"
 #include "runtime/logging.hpp"
@@ -18,29 +18,6 @@ namespace trellis::embed {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Completed by the pipeline on this thread or on a worker; the caller waits for it.
-class LocalExchange final : public engine::Exchange {
-public:
-    explicit LocalExchange(bool on_event_loop) : Exchange(on_event_loop) {}
-
-    void complete() noexcept override {
-        // Notified under the lock: the waiter may destroy this exchange as soon as it wakes.
-        std::lock_guard lock(mutex_);
-        done_ = true;
-        done_changed_.notify_all();
-    }
-
-    void wait() {
-        std::unique_lock lock(mutex_);
-        done_changed_.wait(lock, [this] { return done_; });
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable done_changed_;
-    bool done_ = false;
-};
 
 std::string join(const config::Errors& errors) {
     std::string all;
@@ -183,7 +160,7 @@ http::Response EmbeddedHost::request(http::Request request) const {
         request.body_too_large = true;  // as the engines: the pipeline answers 413
         request.body.clear();
     }
-    LocalExchange exchange(event_engine_);
+    engine::BlockingExchange exchange(event_engine_);
     exchange.request = std::move(request);
     if (refuse_over_limits(exchange.request, limits_, exchange.response)) return std::move(exchange.response);
     {

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <tl/expected.hpp>
@@ -70,6 +72,30 @@ protected:
 
 private:
     bool on_event_loop_;
+};
+
+// An exchange whose caller blocks until the handler completes it: the Poco engine's handler
+// thread and the embedding API's request call. complete() may come from any thread.
+class BlockingExchange final : public Exchange {
+public:
+    explicit BlockingExchange(bool on_event_loop) : Exchange(on_event_loop) {}
+
+    void complete() noexcept override {
+        // Notified under the lock: the waiter may destroy this exchange as soon as it wakes.
+        std::lock_guard lock(mutex_);
+        done_ = true;
+        done_changed_.notify_all();
+    }
+
+    void wait() {
+        std::unique_lock lock(mutex_);
+        done_changed_.wait(lock, [this] { return done_; });
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable done_changed_;
+    bool done_ = false;
 };
 
 // Called for every request that passed the engine's checks; must not throw.

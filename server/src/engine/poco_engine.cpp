@@ -37,9 +37,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <condition_variable>
 #include <istream>
-#include <mutex>
 #include <optional>
 #include <string_view>
 
@@ -314,27 +312,6 @@ void send(const http::Response& response, Poco::Net::HTTPServerRequest& in, Poco
     }
 }
 
-// The exchange of one Poco request. The host completes it on this handler thread (it may
-// block here), but complete() from another thread works too: the handler waits for it.
-class PocoExchange final : public Exchange {
-public:
-    PocoExchange() : Exchange(false) {}
-    void complete() noexcept override {
-        std::lock_guard lock(mutex_);
-        done_ = true;
-        done_signal_.notify_one();
-    }
-    void wait() {
-        std::unique_lock lock(mutex_);
-        done_signal_.wait(lock, [this] { return done_; });
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable done_signal_;
-    bool done_ = false;
-};
-
 // Answers a head that check_head refused; nothing of the request reaches the host.
 class RefusalHandler final : public Poco::Net::HTTPRequestHandler {
 public:
@@ -357,7 +334,7 @@ public:
         // Poco sets no send timeout on server sockets: a client that stops reading would hold
         // this thread (and the drain) for ever.
         socket.setSendTimeout(Poco::Timespan(options_.send_timeout.count() * 1000));
-        PocoExchange exchange;
+        BlockingExchange exchange(false);
         exchange.request = translate(in);
         if (auto refusal = read_body(in, exchange.request, options_)) return refuse(in, out, *refusal);
         // An unread body would be parsed as the next request: close instead.
