@@ -1,8 +1,8 @@
 # Tests of the in-process harness (libtrellis.so.1, trellis/embed.h, trellis/testing.hpp),
 # linked as a plugin's own tests are: Trellis::testing and Catch2 only, no host internals.
 function(trellis_harness_test name)
-  add_executable(${name} support/catch_main.cpp ${ARGN})
-  target_link_libraries(${name} PRIVATE Trellis::testing Catch2::Catch2 trellis_warnings)
+  add_executable(${name} ${ARGN})
+  target_link_libraries(${name} PRIVATE Trellis::testing trellis_catch_main trellis_warnings)
   target_compile_definitions(${name} PRIVATE
     TRELLIS_TEST_FIXTURE_DIR="${TRELLIS_FIXTURE_DIR}"
     TRELLIS_TEST_PLUGIN_DIR="${TRELLIS_PLUGIN_OUTPUT_DIR}"
