@@ -144,7 +144,11 @@ tl::expected<void, std::string> write_atomically(const fs::path& file, const std
     fs::create_directories(file.parent_path(), ec);
     if (ec) return tl::unexpected("cannot create " + file.parent_path().string() + ": " + ec.message());
     // Not *.yaml, so that a reload running meanwhile never reads it.
-    std::string temporary = (file.parent_path() / ("." + file.filename().string() + ".XXXXXX")).string();
+    // Appended piece by piece: `"." + std::string` trips g++ 12's -Wrestrict false positive at -O3.
+    std::string name = ".";
+    name += file.filename().string();
+    name += ".XXXXXX";
+    std::string temporary = (file.parent_path() / name).string();
     const int fd = ::mkstemp(temporary.data());
     if (fd < 0) return tl::unexpected("cannot write in " + file.parent_path().string() + ": " + std::strerror(errno));
     auto fail = [&](const std::string& what) {
