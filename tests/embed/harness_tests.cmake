@@ -26,8 +26,11 @@ add_dependencies(embed_c_test hello)
 add_test(NAME "embed_c_test: embed.h from C89" COMMAND embed_c_test)
 set_tests_properties("embed_c_test: embed.h from C89" PROPERTIES TIMEOUT 60 LABELS host)
 
-# Another toolchain: hello's test compiled by clang++ against libc++ drives libtrellis.so.1
-# (g++ and libstdc++) through the C API alone. As the libc++ fixture in tests/fixtures.
+# Another toolchain: hello's and notes' tests compiled by clang++ against libc++ drive
+# libtrellis.so.1 (g++ and libstdc++) through the C API alone, linked as Trellis::testing
+# links them (libgcc_s first: TRELLIS_UNWINDER_FIRST). notes uses the database and throws
+# inside the plugin; both failed under libc++'s runtime before the host library and the
+# plugins were loaded with RTLD_DEEPBIND. As the libc++ fixture in tests/fixtures.
 # Not in the sanitizer build: libtrellis.so.1 then carries g++'s ASan runtime, which must
 # come first in a program that clang++ links without it.
 if(NOT TRELLIS_SANITIZE)
@@ -43,17 +46,18 @@ if(NOT TRELLIS_SANITIZE)
             -I${PROJECT_SOURCE_DIR}/sdk/include ${_nlohmann_include}
             "-DTRELLIS_TEST_PLUGIN_DIR=\"${TRELLIS_PLUGIN_OUTPUT_DIR}\""
             -o ${_libcxx_test} ${CMAKE_CURRENT_SOURCE_DIR}/support/catch_main.cpp
-            ${CMAKE_CURRENT_SOURCE_DIR}/plugins/hello_test.cpp
-            $<TARGET_FILE:trellis_embed> -Wl,-rpath,$<TARGET_FILE_DIR:trellis_embed>
-    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/plugins/hello_test.cpp ${CMAKE_CURRENT_SOURCE_DIR}/support/catch_main.cpp
+            ${CMAKE_CURRENT_SOURCE_DIR}/plugins/hello_test.cpp ${CMAKE_CURRENT_SOURCE_DIR}/plugins/notes_test.cpp
+            ${TRELLIS_UNWINDER_FIRST} $<TARGET_FILE:trellis_embed> -Wl,-rpath,$<TARGET_FILE_DIR:trellis_embed>
+    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/plugins/hello_test.cpp ${CMAKE_CURRENT_SOURCE_DIR}/plugins/notes_test.cpp
+            ${CMAKE_CURRENT_SOURCE_DIR}/support/catch_main.cpp
             ${PROJECT_SOURCE_DIR}/sdk/include/trellis/testing.hpp ${PROJECT_SOURCE_DIR}/sdk/include/trellis/embed.h
             trellis_embed
-    COMMENT "Building hello's harness test with clang++ and libc++"
+    COMMENT "Building hello's and notes' harness tests with clang++ and libc++"
     VERBATIM)
   add_custom_target(plugin_tests_libcxx ALL DEPENDS ${_libcxx_test})
-  add_dependencies(plugin_tests_libcxx hello)
-  add_test(NAME "plugin_tests_libcxx: hello's test built with clang++ -stdlib=libc++" COMMAND ${_libcxx_test})
-  set_tests_properties("plugin_tests_libcxx: hello's test built with clang++ -stdlib=libc++"
+  add_dependencies(plugin_tests_libcxx hello notes)
+  add_test(NAME "plugin_tests_libcxx: hello's and notes' tests built with clang++ -stdlib=libc++" COMMAND ${_libcxx_test})
+  set_tests_properties("plugin_tests_libcxx: hello's and notes' tests built with clang++ -stdlib=libc++"
     PROPERTIES TIMEOUT 120 LABELS host)
 endif()
 

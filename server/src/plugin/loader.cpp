@@ -13,6 +13,28 @@
 namespace trellis::plugin {
 namespace {
 
+// RTLD_DEEPBIND when the process runs on another C++ runtime than libstdc++ (the owner of
+// __cxa_throw in the global scope): a test program built with libc++ over libtrellis.so.1.
+// Then a plugin and the libraries it brings (its C++ runtime among them) resolve their
+// symbols among themselves first, and libc++abi does not take a g++ plugin's exceptions;
+// only C crosses the ABI. Not in a libstdc++ process (the server): there a g++ plugin's
+// libstdc++ data copied into the executable (the locale facet ids) would exist twice, and a
+// libc++ plugin already works on the host's runtime. AddressSanitizer refuses RTLD_DEEPBIND.
+// The same rule as the loader of libtrellis.so.1 (embed/loader.c).
+boost::dll::load_mode::type load_mode() {
+    static const bool deep_bind = [] {
+        // The program's handle searches its global scope, whatever this library's own is.
+        void* program = ::dlopen(nullptr, RTLD_NOW);
+        if (!program || ::dlsym(program, "__asan_init")) return false;
+        void* cxa_throw = ::dlsym(program, "__cxa_throw");
+        Dl_info owner{};
+        if (!cxa_throw || !::dladdr(cxa_throw, &owner) || !owner.dli_fname) return false;
+        return std::strstr(owner.dli_fname, "libstdc++") == nullptr;
+    }();
+    auto mode = boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local;
+    return deep_bind ? mode | boost::dll::load_mode::rtld_deepbind : mode;
+}
+
 std::string copy(trellis_str s) { return s.data ? std::string(s.data, s.size) : std::string(); }
 
 // Checks in the order that keeps us from reading fields the plugin may not have.
@@ -116,7 +138,7 @@ tl::expected<std::shared_ptr<const Library>, std::string> LibraryCache::load(con
     library->path = path;
     library->file = *id;
     boost::dll::fs::error_code ec;
-    library->handle.load(open_as, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+    library->handle.load(open_as, load_mode(), ec);
     const char* detail = ec ? ::dlerror() : nullptr;
     if (open_as != path) {
         std::error_code ignored;
