@@ -62,4 +62,7 @@ if(NOT TRELLIS_SANITIZE)
 endif()
 
 # The installed CMake package's Trellis::testing, used out of tree (needs the library built).
-target_sources(packaging_tests PRIVATE packaging/harness_package_test.cpp)
+# packaging_tests is not in the sanitizer build (tests/CMakeLists.txt).
+if(TARGET packaging_tests)
+  target_sources(packaging_tests PRIVATE packaging/harness_package_test.cpp)
+endif()
