@@ -11,7 +11,8 @@
 //       (spread over --hold-seconds when given) and checks the idle ones are still open.
 //   trellis_load_client steady  --port P --connections 256 --seconds 10
 //       every connection sends its next request as soon as the previous one is answered;
-//       per-connection counts of answers in each 1-second window.
+//       per-connection counts of answers in each 1-second window, counted from the moment
+//       every connection has had its first answer (warmup_ms after the start).
 //   trellis_load_client trickle --port P --tricklers 500 --interval-ms 200 --requests 50
 //                               [--spacing-ms 100] [--warmup-ms 1000]
 //       the tricklers send a request head one byte per interval and never finish it, while
@@ -467,56 +468,94 @@ int run_steady(const Args& args) {
     Latencies latencies;
     latencies.ms.reserve(1 << 20);
     long errors = 0, bad_status = 0;
+    std::string first_error = "none";
     auto send_next = [&](Conn& c) {
         c.sent = Clock::now();
         if (::send(c.fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
             c.open = false;
-            ++errors;
+            if (errors++ == 0) first_error = std::string("send: ") + std::strerror(errno);
             return;
         }
         c.waiting = true;
     };
-    const auto start = Clock::now();
-    const auto end = start + std::chrono::seconds(seconds);
-    for (auto& c : conns) send_next(c);
     std::vector<epoll_event> events(512);
     char buffer[16384];
+    // Reads what a connection has; each complete answer goes to `answered(c, at)`.
+    auto read_ready = [&](Conn& c, auto&& answered) {
+        ssize_t got = ::recv(c.fd, buffer, sizeof buffer, 0);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (got <= 0) {
+            c.open = false;
+            if (errors++ == 0) first_error = got == 0 ? "closed by the server" : std::strerror(errno);
+            ::epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nullptr);
+            return;
+        }
+        c.reader.add(buffer, static_cast<std::size_t>(got));
+        int status;
+        while ((status = c.reader.next()) != 0) {
+            if (status < 0) {
+                c.open = false;
+                if (errors++ == 0) first_error = "a malformed answer";
+                ::epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nullptr);
+                break;
+            }
+            if (status != 200) ++bad_status;
+            c.waiting = false;
+            answered(c, Clock::now());
+        }
+    };
+    auto outstanding = [&] {
+        return std::any_of(conns.begin(), conns.end(), [](const Conn& c) { return c.open && c.waiting; });
+    };
+    // Warm-up: the clock starts once every connection has had an answer (each answered one
+    // goes on asking meanwhile, so that none idles into the keep-alive timeout). A finished
+    // handshake on the client's side does not mean the server has accepted the connection:
+    // when the kernel's accept queue is full, the handshake's last step is retried after
+    // 1 s. The run measures the answers of accepted connections, not the listen backlog.
+    const auto warmup_start = Clock::now();
+    std::vector<bool> warmed(conns.size(), false);
+    std::size_t cold = conns.size();
+    for (auto& c : conns) send_next(c);
+    while (cold > 0 && errors == 0 && Clock::now() < warmup_start + 10s) {
+        int n = ::epoll_wait(epoll, events.data(), static_cast<int>(events.size()), 50);
+        for (int i = 0; i < n; ++i) {
+            const auto index = events[static_cast<std::size_t>(i)].data.u64;
+            if (!conns[index].open) continue;
+            read_ready(conns[index], [&](Conn& c, Clock::time_point) {
+                if (!warmed[index]) {
+                    warmed[index] = true;
+                    --cold;
+                }
+                send_next(c);
+            });
+        }
+    }
+    const double warmup_ms = ms_between(warmup_start, Clock::now());
+    if (cold > 0 || errors > 0) {
+        std::printf("error=\"the warm-up request was not answered on every connection\" warmup_ms=%.1f cold=%zu "
+                    "errors=%ld first_error=\"%s\"\n",
+                    warmup_ms, cold, errors, first_error.c_str());
+        return 1;
+    }
+
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::seconds(seconds);
     // After the run, what is still out gets up to 5 s to be answered.
     const auto last = end + 5s;
+    auto measured = [&](Conn& c, Clock::time_point at) {
+        ++c.answered;
+        latencies.ms.push_back(ms_between(c.sent, at));
+        auto window = std::chrono::duration_cast<std::chrono::seconds>(at - start).count();
+        if (window < seconds) ++c.windows[static_cast<std::size_t>(window)];
+        if (at < end) send_next(c);
+    };
     while (true) {
         auto now = Clock::now();
-        bool outstanding = std::any_of(conns.begin(), conns.end(), [](const Conn& c) { return c.open && c.waiting; });
-        if (now >= last || (now >= end && !outstanding)) break;
+        if (now >= last || (now >= end && !outstanding())) break;
         int n = ::epoll_wait(epoll, events.data(), static_cast<int>(events.size()), 50);
         for (int i = 0; i < n; ++i) {
             Conn& c = conns[events[static_cast<std::size_t>(i)].data.u64];
-            if (!c.open) continue;
-            ssize_t got = ::recv(c.fd, buffer, sizeof buffer, 0);
-            if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-            if (got <= 0) {
-                c.open = false;
-                ++errors;
-                ::epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nullptr);
-                continue;
-            }
-            c.reader.add(buffer, static_cast<std::size_t>(got));
-            int status;
-            while ((status = c.reader.next()) != 0) {
-                if (status < 0) {
-                    c.open = false;
-                    ++errors;
-                    ::epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nullptr);
-                    break;
-                }
-                auto at = Clock::now();
-                if (status != 200) ++bad_status;
-                c.waiting = false;
-                ++c.answered;
-                latencies.ms.push_back(ms_between(c.sent, at));
-                auto window = std::chrono::duration_cast<std::chrono::seconds>(at - start).count();
-                if (window < seconds) ++c.windows[static_cast<std::size_t>(window)];
-                if (at < end) send_next(c);
-            }
+            if (c.open) read_ready(c, measured);
         }
     }
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
@@ -538,11 +577,11 @@ int run_steady(const Args& args) {
     }
     ::close(epoll);
     for (auto& c : conns) ::close(c.fd);
-    std::printf("connections=%ld seconds=%ld responses=%ld rate_per_s=%.0f elapsed_s=%.2f\n", count, seconds, total,
-                static_cast<double>(total) / static_cast<double>(seconds), elapsed);
+    std::printf("connections=%ld seconds=%ld responses=%ld rate_per_s=%.0f elapsed_s=%.2f warmup_ms=%.1f\n", count, seconds,
+                total, static_cast<double>(total) / static_cast<double>(seconds), elapsed, warmup_ms);
     std::printf("min_per_window=%ld empty_windows=%ld starved_connections=%ld unanswered=%ld closed=%ld errors=%ld "
-                "bad_status=%ld\n",
-                min_window, empty_windows, starved_connections, unanswered, closed, errors, bad_status);
+                "bad_status=%ld first_error=\"%s\"\n",
+                min_window, empty_windows, starved_connections, unanswered, closed, errors, bad_status, first_error.c_str());
     latencies.print("latency");
     std::printf("done\n");
     return 0;
