@@ -26,6 +26,7 @@ constexpr Released released[] = {
     {1, 1, "8d6e5344908d5fa57625747c665ce3a4bd77b57173928ac92a0288120622a6b9"},
     {1, 2, "13431ac56a17ac5d93a5de33d3695c8cc25083372f20e232382118c5a8f16d1d"},
     {1, 3, "7e9cb8c89901bc834741110debbd89f97c39c5385f85db2e66e566a797f3ac36"},
+    {1, 4, "c880b722e0313c0b760b817b846ff395cbee2ff028cc93d9bbd6e5560b32da97"},
 };
 
 std::string sha256_of(const std::string& path) {
@@ -75,7 +76,7 @@ TEST_CASE("a plugin built against the frozen 1.1 header loads and serves", "[abi
     CHECK(r.body == "still-works");
 }
 
-TEST_CASE("a plugin built against the frozen 1.2 header loads and serves on the 1.3 host", "[abi]") {
+TEST_CASE("a plugin built against the frozen 1.2 header loads and serves on a later host", "[abi]") {
     test::TestServer server(test::config_yaml("  frozen_v1_2: {}\n"));
     const auto* report = test::find_report(server.runtime(), "frozen_v1_2");
     REQUIRE(report->status == runtime::PluginStatus::loaded);

@@ -104,8 +104,8 @@ TEST_CASE("GET /admin/version answers the product version, the ABI and the ABIs 
     CHECK(r.header("Content-Type") == "application/json");
     const auto doc = r.json();
     CHECK(doc["version"] == TRELLIS_VERSION);
-    CHECK(doc["abi"] == "1.3");
-    CHECK(doc["abi_accepted"] == nlohmann::json{"1.0", "1.1", "1.2", "1.3"});
+    CHECK(doc["abi"] == "1.4");
+    CHECK(doc["abi_accepted"] == nlohmann::json{"1.0", "1.1", "1.2", "1.3", "1.4"});
     CHECK_THAT(doc["build"]["compiler"].get<std::string>(), Contains("g++") || Contains("clang"));
     CHECK(doc["build"]["build_type"].is_string());
     CHECK(doc["build"]["engines"] == nlohmann::json{"event", "poco"});

@@ -43,7 +43,7 @@ TEST_CASE("trellis version prints the product and the ABI version", "[cli]") {
     TempDir dir;
     Process p({TRELLIS_TEST_BINARY, "version"}, minimal_environment(), dir.path() / "out");
     REQUIRE(p.wait(10s) == 0);
-    CHECK(p.output() == "trellis " TRELLIS_VERSION "\nplugin ABI 1.3\naccepts plugins built for ABI 1.0, 1.1, 1.2, 1.3\n");
+    CHECK(p.output() == "trellis " TRELLIS_VERSION "\nplugin ABI 1.4\naccepts plugins built for ABI 1.0, 1.1, 1.2, 1.3, 1.4\n");
 }
 
 TEST_CASE("an unknown command or option exits 2 with usage", "[cli]") {
@@ -180,14 +180,14 @@ TEST_CASE("plugins list shows each plugin's state and a failed plugin's reason",
     CHECK_THAT(text, Contains("NAME STATE VERSION ABI FILE / REASON\n"));
     CHECK_THAT(text, Contains("ghost failed - - no ghost.so in the plugin search paths"));
     CHECK_THAT(text, Contains("alpha disabled - - -\n"));
-    CHECK_THAT(text, Contains("hello loaded 1.0.0 1.3 ") && Contains("/hello.so\n"));
+    CHECK_THAT(text, Contains("hello loaded 1.0.0 1.4 ") && Contains("/hello.so\n"));
 
     auto doc = nlohmann::json::parse(run_cli(mixed, {"plugins", "list", "--json"}).output);
     REQUIRE(doc.size() == 5);
     std::map<std::string, nlohmann::json> by_name;
     for (const auto& p : doc) by_name[p["name"]] = p;
     CHECK(by_name["hello"]["state"] == "loaded");
-    CHECK(by_name["hello"]["abi"] == "1.3");
+    CHECK(by_name["hello"]["abi"] == "1.4");
     CHECK(by_name["ghost"]["state"] == "failed");
     CHECK_THAT(by_name["abi_major_two"]["reason"].get<std::string>(), Contains("built for ABI 2.0"));
     CHECK(by_name["alpha"]["state"] == "disabled");
@@ -220,8 +220,8 @@ TEST_CASE("version --json", "[cli]") {
     REQUIRE(p.wait(10s) == 0);
     auto doc = nlohmann::json::parse(p.output());
     CHECK(doc["version"] == TRELLIS_VERSION);
-    CHECK(doc["abi"] == "1.3");
-    CHECK(doc["abi_accepted"] == nlohmann::json{"1.0", "1.1", "1.2", "1.3"});
+    CHECK(doc["abi"] == "1.4");
+    CHECK(doc["abi_accepted"] == nlohmann::json{"1.0", "1.1", "1.2", "1.3", "1.4"});
     CHECK(doc["build"]["compiler"].get<std::string>().size() > 0);
 }
 

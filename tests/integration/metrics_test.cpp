@@ -87,7 +87,7 @@ TEST_CASE("promtool check metrics passes on real /metrics output", "[metrics]") 
         INFO(name);
         CHECK(text.find(std::string("# TYPE ") + name + " ") != std::string::npos);
     }
-    CHECK(value(text, "trellis_build_info{abi=\"1.3\",version=\"" TRELLIS_VERSION "\"}") == 1);
+    CHECK(value(text, "trellis_build_info{abi=\"1.4\",version=\"" TRELLIS_VERSION "\"}") == 1);
     CHECK(value_or_zero(text, "process_resident_memory_bytes") > 1e6);
     CHECK(value_or_zero(text, "process_open_fds") > 3);
     CHECK(value_or_zero(text, "process_start_time_seconds") > 1.6e9);

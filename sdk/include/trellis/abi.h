@@ -36,7 +36,7 @@ extern "C" {
 
 /** ABI version of this header; independent of the Trellis product version. */
 #define TRELLIS_ABI_MAJOR 1
-#define TRELLIS_ABI_MINOR 3
+#define TRELLIS_ABI_MINOR 4
 
 /** Name of the one symbol every plugin exports (see trellis_plugin_entry_fn). */
 #define TRELLIS_PLUGIN_ENTRY_SYMBOL "trellis_plugin_entry"
@@ -231,10 +231,36 @@ typedef struct trellis_route {
     /* Optional metadata for generated API documentation; empty when absent. */
     trellis_str summary;
     trellis_str tags_json;            /* JSON array of strings */
-    trellis_str request_schema_json;  /* JSON Schema of the request body */
+    trellis_str request_schema_json;  /* JSON Schema of the request body (1.4: validated) */
     trellis_str response_schema_json; /* JSON Schema of the success response body */
     uint32_t flags;                   /* 1.2: TRELLIS_ROUTE_* bits; 0 when struct_size ends before it */
+    /* 1.4: validation and security metadata; empty when absent. */
+    trellis_str query_schema_json;    /* JSON Schema of the query parameters, as one object */
+    trellis_str path_schema_json;     /* JSON Schema of the path parameters, as one object */
+    trellis_str scopes_json;          /* JSON array of the scopes a caller needs */
+    trellis_str security_json;        /* OpenAPI security requirements: [{"scheme": [scopes]}, ...] */
 } trellis_route;
+
+/*
+ * 1.4: request validation. A route whose struct_size covers security_json (a plugin built
+ * against 1.4 or later) has its schemas enforced by the host; older plugins' schemas stay
+ * documentation. Schemas are JSON Schema draft-07. The host validates after the middleware
+ * chain and before the handler, which never runs for a request that fails:
+ *   - request_schema_json: the body, parsed as JSON (415 unless the Content-Type is JSON,
+ *     400 invalid_json when it does not parse, 422 validation_failed when it does not match);
+ *   - query_schema_json: an object of the query parameters (400 invalid_query);
+ *   - path_schema_json: an object of the path parameters (404 not_found).
+ * Query and path values are text; a property whose schema says "integer", "number" or
+ * "boolean" receives the value converted when it converts, and "array" receives every value
+ * of a repeated parameter. Failures are problem+json with errors[{field, message}], field a
+ * JSON pointer, at most 20 listed.
+ * register_route returns TRELLIS_ERROR_INVALID_ARGUMENT for a schema that is not JSON or not
+ * an object, or that uses a keyword the host cannot check: anything outside draft-07's
+ * validation and annotation keywords (except "x-" extensions), "$ref" outside the document,
+ * "format" other than date, time and date-time, and a "pattern" the host's regular
+ * expression engine (RE2: no look-around, no back-references) cannot compile. The reason
+ * is logged and given in the plugin's init error.
+ */
 
 /**
  * 1.2: trellis_route.flags bit: the handler never blocks, so the host may run it inline on
@@ -375,7 +401,8 @@ typedef struct trellis_host_api {
     void (*set_error)(trellis_host* host, trellis_str message);
 
     /** Registers a route. Only during on_init. Returns TRELLIS_ERROR_INVALID_ARGUMENT for a
-     *  malformed method or path (1.2: or an unknown flag bit), TRELLIS_ERROR_STATE outside
+     *  malformed method or path (1.2: or an unknown flag bit; 1.4: or a schema the host
+     *  refuses, see trellis_route), TRELLIS_ERROR_STATE outside
      *  on_init. Conflicts with other plugins are detected when the runtime is assembled,
      *  not here. */
     trellis_status (*register_route)(trellis_host* host, const trellis_route* route);

@@ -62,6 +62,58 @@ inline constexpr std::size_t kMaxJsonValues = 100000;
 /// `errors_omitted`): a request with thousands of bad parameters gets a small answer.
 inline constexpr std::size_t kMaxListedErrors = 20;
 
+/// True for application/json and application/*+json, with or without parameters.
+inline bool is_json_media_type(std::string_view content_type) {
+    std::string media(content_type.substr(0, content_type.find(';')));
+    while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+    while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.erase(0, 1);
+    for (char& c : media)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    constexpr std::string_view prefix = "application/", suffix = "+json";
+    if (media == "application/json") return true;
+    return media.size() > prefix.size() + suffix.size() && media.compare(0, prefix.size(), prefix) == 0 &&
+           media.compare(media.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+           media.find_first_of(" \t/", prefix.size()) == std::string::npos;
+}
+
+/// Throws HttpError 415 `unsupported_media_type` unless `content_type` is a JSON type; an
+/// absent Content-Type is refused too (see Request::require_json_content_type).
+inline void require_json_media_type(std::optional<std::string_view> content_type) {
+    if (!content_type || !is_json_media_type(*content_type))
+        throw HttpError(415, "unsupported_media_type",
+                        content_type ? "Send the body as application/json (Content-Type is '" + std::string(*content_type) +
+                                           "')."
+                                     : std::string("Send the body as application/json (the request has no Content-Type)."));
+}
+
+/// Parses a request body as JSON within kMaxJsonDepth and kMaxJsonValues. Throws HttpError
+/// 400 `invalid_json`, `json_too_deep` or `json_too_many_values` (Request::json_body uses it,
+/// and so does the host's request validation).
+inline json parse_json_body(std::string_view body) {
+    std::size_t values = 0;
+    auto limits = [&values](int depth, json::parse_event_t event, json&) {
+        using event_t = json::parse_event_t;
+        if (event == event_t::object_start || event == event_t::array_start) {
+            if (depth >= kMaxJsonDepth)  // `depth` counts the arrays/objects around this one
+                throw HttpError(400, "json_too_deep",
+                                "The request body nests arrays and objects more than " +
+                                    std::to_string(kMaxJsonDepth) + " deep.");
+        }
+        if ((event == event_t::value || event == event_t::object_start || event == event_t::array_start) &&
+            ++values > kMaxJsonValues)
+            throw HttpError(400, "json_too_many_values",
+                            "The request body has more than " + std::to_string(kMaxJsonValues) + " JSON values.");
+        return true;
+    };
+    try {
+        return json::parse(body, limits);
+    } catch (const json::out_of_range& e) {
+        throw HttpError(400, "invalid_json", std::string("The request body has a number out of range: ") + e.what());
+    } catch (const json::exception& e) {
+        throw HttpError(400, "invalid_json", std::string("The request body is not valid JSON: ") + e.what());
+    }
+}
+
 /// Appends `text` to `out` as a JSON string literal: the same bytes as
 /// `json(text).dump(-1, ' ', false, json::error_handler_t::replace)`. For handlers that
 /// write a small JSON body directly, which costs a fraction of building a json value and
@@ -144,55 +196,17 @@ public:
     /// past kMaxJsonValues values. Parsing stops at the first value over a limit.
     json json_body() const {
         require_json_content_type();
-        std::size_t values = 0;
-        auto limits = [&values](int depth, json::parse_event_t event, json&) {
-            using event_t = json::parse_event_t;
-            if (event == event_t::object_start || event == event_t::array_start) {
-                if (depth >= kMaxJsonDepth)  // `depth` counts the arrays/objects around this one
-                    throw HttpError(400, "json_too_deep",
-                                    "The request body nests arrays and objects more than " +
-                                        std::to_string(kMaxJsonDepth) + " deep.");
-            }
-            if ((event == event_t::value || event == event_t::object_start || event == event_t::array_start) &&
-                ++values > kMaxJsonValues)
-                throw HttpError(400, "json_too_many_values",
-                                "The request body has more than " + std::to_string(kMaxJsonValues) + " JSON values.");
-            return true;
-        };
-        try {
-            return json::parse(body(), limits);
-        } catch (const json::out_of_range& e) {
-            throw HttpError(400, "invalid_json", std::string("The request body has a number out of range: ") + e.what());
-        } catch (const json::exception& e) {
-            throw HttpError(400, "invalid_json", std::string("The request body is not valid JSON: ") + e.what());
-        }
+        return parse_json_body(body());
     }
 
     /// Throws HttpError 415 `unsupported_media_type` unless the Content-Type is JSON:
     /// application/json or application/<anything>+json, parameters (charset) allowed. An
     /// absent Content-Type is refused too: a cross-site HTML form cannot send a JSON type
     /// without a CORS preflight, so this keeps form posts from reaching a JSON resource.
-    void require_json_content_type() const {
-        const auto type = header("Content-Type");
-        if (!type || !is_json_media_type(*type))
-            throw HttpError(415, "unsupported_media_type",
-                            type ? "Send the body as application/json (Content-Type is '" + std::string(*type) + "')."
-                                 : std::string("Send the body as application/json (the request has no Content-Type)."));
-    }
+    void require_json_content_type() const { require_json_media_type(header("Content-Type")); }
 
     /// True for application/json and application/*+json, with or without parameters.
-    static bool is_json_media_type(std::string_view content_type) {
-        std::string media(content_type.substr(0, content_type.find(';')));
-        while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
-        while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.erase(0, 1);
-        for (char& c : media)
-            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-        constexpr std::string_view prefix = "application/", suffix = "+json";
-        if (media == "application/json") return true;
-        return media.size() > prefix.size() + suffix.size() && media.compare(0, prefix.size(), prefix) == 0 &&
-               media.compare(media.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-               media.find_first_of(" \t/", prefix.size()) == std::string::npos;
-    }
+    static bool is_json_media_type(std::string_view content_type) { return trellis::is_json_media_type(content_type); }
 
     /// The host's request id (also sent back as X-Request-ID), for log lines.
     std::string_view request_id() const { return attribute("trellis.request_id").value_or(std::string_view()); }
@@ -336,11 +350,21 @@ using Handler = std::function<void(Request&, Response&)>;
 using Middleware = std::function<void(Request&, Response&, Next&)>;
 
 /// Optional route metadata for generated API documents.
+/// A route's description. The schemas are JSON Schema draft-07; the host enforces the
+/// request, query and path schemas before the handler runs (see trellis_route in abi.h:
+/// 422 `validation_failed`, 400 `invalid_query`, 404), so a handler sees only requests that
+/// match them, and refuses at load a schema with a keyword it cannot check.
 struct RouteInfo {
     std::string summary;
     std::vector<std::string> tags;
     nlohmann::json request_schema;   ///< JSON Schema of the request body, or null
     nlohmann::json response_schema;  ///< JSON Schema of the success body, or null
+    // 1.4; initialised here so that code listing only the four members above still compiles
+    // without -Wmissing-field-initializers warnings.
+    nlohmann::json query_schema{};     ///< JSON Schema of the query parameters as one object, or null
+    nlohmann::json path_schema{};      ///< JSON Schema of the path parameters as one object, or null
+    std::vector<std::string> scopes{};  ///< scopes a caller needs (an auth middleware enforces them)
+    nlohmann::json security{};          ///< OpenAPI security requirements, e.g. [{"bearer": []}], or null
 };
 
 namespace detail {
@@ -559,6 +583,10 @@ public:
         std::string tags = info.tags.empty() ? std::string() : nlohmann::json(info.tags).dump();
         std::string request_schema = info.request_schema.is_null() ? std::string() : info.request_schema.dump();
         std::string response_schema = info.response_schema.is_null() ? std::string() : info.response_schema.dump();
+        std::string query_schema = info.query_schema.is_null() ? std::string() : info.query_schema.dump();
+        std::string path_schema = info.path_schema.is_null() ? std::string() : info.path_schema.dump();
+        std::string scopes = info.scopes.empty() ? std::string() : nlohmann::json(info.scopes).dump();
+        std::string security = info.security.is_null() ? std::string() : info.security.dump();
         trellis_route route{};
         route.struct_size = sizeof(trellis_route);
         route.method = detail::str(method);
@@ -570,10 +598,17 @@ public:
         route.request_schema_json = detail::str(request_schema);
         route.response_schema_json = detail::str(response_schema);
         route.flags = non_blocking_ ? TRELLIS_ROUTE_NON_BLOCKING : 0u;
+        route.query_schema_json = detail::str(query_schema);
+        route.path_schema_json = detail::str(path_schema);
+        route.scopes_json = detail::str(scopes);
+        route.security_json = detail::str(security);
         if (trellis_status status = api_->register_route(host_, &route); status != TRELLIS_OK) {
             routes_.pop_back();
             throw std::invalid_argument("cannot register route " + std::string(method) + " " + std::string(path) +
-                                        " (status " + std::to_string(status) + ")");
+                                        " (status " + std::to_string(status) +
+                                        (status == TRELLIS_ERROR_INVALID_ARGUMENT
+                                             ? ": a malformed method or path, or a schema the host refuses)"
+                                             : ")"));
         }
     }
     void get(std::string_view path, Handler h, const RouteInfo& info = {}) { route("GET", path, std::move(h), info); }

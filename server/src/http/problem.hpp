@@ -4,6 +4,8 @@
 
 #include <string_view>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "http/message.hpp"
 
 namespace trellis::http {
@@ -15,5 +17,10 @@ inline constexpr std::string_view problem_content_type = "application/problem+js
 // and must not carry internals (paths, exception texts, SQL).
 void set_problem(Response& response, const Request& request, int status, std::string_view code,
                  std::string_view detail);
+
+// The same with extension members (e.g. {"errors": [...]}) merged into the document; they
+// never replace the standard members.
+void set_problem(Response& response, const Request& request, int status, std::string_view code,
+                 std::string_view detail, const nlohmann::json& extensions);
 
 }  // namespace trellis::http

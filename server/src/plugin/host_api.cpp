@@ -3,7 +3,10 @@
 #include "plugin/host_api.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "http/router.hpp"
 #include "plugin/chain.hpp"
@@ -69,6 +72,37 @@ bool unknown_flags(trellis_host* host, std::uint32_t flags, std::uint32_t known,
     return true;
 }
 
+// 1.4: compiles the route's schemas and checks its scopes and security requirements; the
+// reason when the host refuses them.
+std::optional<std::string> check_route_metadata(RouteRegistration& reg) {
+    auto schemas = RequestSchemas::compile(reg.request_schema_json, reg.query_schema_json, reg.path_schema_json);
+    if (!schemas) return schemas.error();
+    reg.schemas = std::move(*schemas);
+    if (!reg.scopes_json.empty()) {
+        const auto scopes = nlohmann::json::parse(reg.scopes_json, nullptr, false);
+        if (!scopes.is_array() || !std::all_of(scopes.begin(), scopes.end(), [](const auto& s) {
+                return s.is_string() && !s.template get_ref<const std::string&>().empty();
+            }))
+            return std::string("the scopes are not a JSON array of non-empty strings");
+    }
+    if (!reg.security_json.empty()) {
+        const auto security = nlohmann::json::parse(reg.security_json, nullptr, false);
+        bool valid = security.is_array();
+        for (const auto& requirement : security) {
+            if (!valid) break;
+            valid = requirement.is_object();
+            for (const auto& [scheme, scopes] : requirement.items()) {
+                valid = valid && !scheme.empty() && scopes.is_array() &&
+                        std::all_of(scopes.begin(), scopes.end(), [](const auto& s) { return s.is_string(); });
+            }
+        }
+        if (!valid)
+            return std::string(
+                "the security requirements are not a JSON array of objects of scheme names to scope arrays");
+    }
+    return std::nullopt;
+}
+
 trellis_status api_register_route(trellis_host* host, const trellis_route* route) {
     if (!host || !route || route->struct_size < offsetof(trellis_route, summary) || !route->on_request)
         return TRELLIS_ERROR_INVALID_ARGUMENT;
@@ -92,6 +126,17 @@ trellis_status api_register_route(trellis_host* host, const trellis_route* route
         if (unknown_flags(host, flags, TRELLIS_ROUTE_NON_BLOCKING, "route " + reg.method + " " + reg.path))
             return TRELLIS_ERROR_INVALID_ARGUMENT;
         reg.non_blocking = (flags & TRELLIS_ROUTE_NON_BLOCKING) != 0;
+        if (TRELLIS_COVERS(route, trellis_route, security_json)) {  // 1.4
+            reg.query_schema_json.assign(view(route->query_schema_json));
+            reg.path_schema_json.assign(view(route->path_schema_json));
+            reg.scopes_json.assign(view(route->scopes_json));
+            reg.security_json.assign(view(route->security_json));
+            if (auto refused = check_route_metadata(reg)) {
+                host->refusal = "route " + reg.method + " " + reg.path + ": " + *refused;
+                if (host->logger) host->logger->error("{}", host->refusal);
+                return TRELLIS_ERROR_INVALID_ARGUMENT;
+            }
+        }
         host->routes.push_back(std::move(reg));
         return TRELLIS_OK;
     });

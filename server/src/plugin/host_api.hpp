@@ -15,6 +15,7 @@
 #include "db/pool.hpp"
 #include "http/message.hpp"
 #include "metrics/metrics.hpp"
+#include "plugin/request_schema.hpp"
 
 namespace trellis::plugin {
 
@@ -28,6 +29,13 @@ struct RouteRegistration {
     std::string request_schema_json;
     std::string response_schema_json;
     bool non_blocking = false;  // 1.2: TRELLIS_ROUTE_NON_BLOCKING, may run on an event-loop thread
+    std::string query_schema_json;  // 1.4
+    std::string path_schema_json;   // 1.4
+    std::string scopes_json;        // 1.4: JSON array of strings, or empty
+    std::string security_json;      // 1.4: OpenAPI security requirements, or empty
+    // 1.4: the schemas the host enforces (null for none, and for plugins built before 1.4,
+    // whose request_schema_json stays documentation).
+    std::shared_ptr<const RequestSchemas> schemas;
 };
 
 struct MiddlewareRegistration {
@@ -63,6 +71,7 @@ struct trellis_host {
     std::string plugin_name;
     std::string config_json;
     std::string error;         // set_error during a lifecycle call
+    std::string refusal;       // why the host last refused a registration (1.4: schemas), for the init error
     bool registering = false;  // registration is open only during on_init
     std::vector<trellis::plugin::RouteRegistration> routes;
     std::vector<trellis::plugin::MiddlewareRegistration> middleware;

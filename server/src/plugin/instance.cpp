@@ -33,6 +33,7 @@ tl::expected<std::unique_ptr<Instance>, std::string> Instance::create(std::share
 
 tl::expected<void, std::string> Instance::init() {
     host_.error.clear();
+    host_.refusal.clear();
     host_.registering = true;
     trellis_status status = TRELLIS_ERROR;
     try {
@@ -92,6 +93,9 @@ std::vector<HealthCheckResult> Instance::run_health_checks() const {
 
 std::string Instance::failure(const char* call, trellis_status status) const {
     std::string message = std::string(call) + " failed";
+    // The host's own reason for refusing a registration says what to change, better than
+    // the plugin's message about it ("cannot register route ... (status 2)").
+    if (!host_.refusal.empty()) return message + ": the host refused " + host_.refusal;
     if (!host_.error.empty()) return message + ": " + host_.error;
     return message + " with status " + std::to_string(status) + " and no message";
 }

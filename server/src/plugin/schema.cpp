@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include <nlohmann/json.hpp>
+
+#include "plugin/schema_errors.hpp"
 // valijson's JSON Pointer code (std::string::replace of "~1" by "/") trips g++ 12's
 // -Wrestrict false positive (GCC bug 105329) once inlined into an optimised build; the
 // warning is in the library's code, so it is silenced for these headers only.
@@ -22,18 +24,6 @@
 
 namespace trellis::plugin {
 namespace {
-
-// valijson's context is {"<root>", "[greeting]", "[0]"}; we want a JSON pointer.
-std::string pointer_of(const std::vector<std::string>& context) {
-    std::string out;
-    for (const auto& part : context) {
-        if (part == "<root>") continue;
-        std::string token =
-            part.size() >= 2 && part.front() == '[' && part.back() == ']' ? part.substr(1, part.size() - 2) : part;
-        out += "/" + token;
-    }
-    return out;
-}
 
 std::string key_path(const std::string& plugin, const std::string& pointer) {
     std::string out = "plugins." + plugin + ".config";
@@ -71,21 +61,10 @@ tl::expected<void, std::vector<std::string>> validate_config(const config::Plugi
     valijson::adapters::NlohmannJsonAdapter target(plugin.config);
     if (validator.validate(schema, target, &results)) return {};
 
-    // valijson also reports each enclosing object ("some properties failed"); keep only the
-    // innermost error of each path so the admin sees what to change.
-    std::vector<valijson::ValidationResults::Error> all(results.begin(), results.end());
-    auto is_prefix_of_other = [&](const auto& error) {
-        return std::any_of(all.begin(), all.end(), [&](const auto& other) {
-            return other.context.size() > error.context.size() &&
-                   std::equal(error.context.begin(), error.context.end(), other.context.begin());
-        });
-    };
     std::vector<std::string> errors;
-    for (const auto& error : all) {
-        if (is_prefix_of_other(error)) continue;
-        auto pointer = pointer_of(error.context);
-        std::string line = origin_of(plugin, pointer).describe() + ": key '" + key_path(plugin.name, pointer) +
-                           "': " + error.description;
+    for (const auto& error : innermost_errors(results)) {
+        std::string line = origin_of(plugin, error.pointer).describe() + ": key '" + key_path(plugin.name, error.pointer) +
+                           "': " + error.message;
         if (std::find(errors.begin(), errors.end(), line) == errors.end()) errors.push_back(std::move(line));
     }
     return tl::unexpected(std::move(errors));

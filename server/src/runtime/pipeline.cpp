@@ -38,6 +38,22 @@ trellis_status run_terminal(void* context) {
     switch (t.match->kind) {
         case Kind::found: {
             const auto& route = *t.runtime->target(t.match->route_id).route;
+            // 1.4: after the middleware (so that unauthenticated clients never see schema
+            // errors), before the handler, which never sees a request that does not match.
+            if (route.schemas)
+                if (auto failure = route.schemas->check(*t.request)) {
+                    nlohmann::json extensions = nlohmann::json::object();
+                    const std::size_t listed = failure->errors.size();
+                    if (listed > 0) extensions["errors"] = std::move(failure->errors);
+                    if (failure->omitted > 0) {
+                        extensions["errors_omitted"] = failure->omitted;
+                        failure->detail += " The first " + std::to_string(listed) + " of " +
+                                           std::to_string(listed + failure->omitted) + " are listed.";
+                    }
+                    http::set_problem(*t.response, *t.request, failure->status, failure->code, failure->detail,
+                                      extensions);
+                    return TRELLIS_OK;
+                }
             return route.on_request(route.user_data, t.abi_request, t.abi_response);
         }
         case Kind::method_not_allowed:
@@ -287,6 +303,14 @@ void Pipeline::run(Work& work) const noexcept {
         request.attributes.insert_or_assign("trellis.traceparent", work.trace.traceparent());
         http::RouteMatch& match = work.match;
         request.path_params = std::move(match.params);
+        if (match.kind == http::RouteMatch::Kind::found) {
+            // For middleware: which route answers ("GET /notes/{id}"), and the scopes it
+            // declares (1.4).
+            const auto& target = runtime.target(match.route_id);
+            request.attributes.insert_or_assign("trellis.route", target.label);
+            if (!target.route->scopes_json.empty())
+                request.attributes.insert_or_assign("trellis.route_scopes", target.route->scopes_json);
+        }
 
         trellis_request abi_request{&request, {}};
         trellis_response abi_response{&response};

@@ -282,7 +282,7 @@ private:
         for (const auto& route : instance.routes()) {
             auto full = http::join_mount(r.mount, route.path);
             (void)rt_.router_.add(route.method, full, rt_.targets_.size(), describe(r));
-            rt_.targets_.push_back(RouteTarget{&instance, &route, route.method, full, {}});
+            rt_.targets_.push_back(RouteTarget{&instance, &route, route.method, full, route.method + " " + full, {}});
             plugin_chains_.push_back(chain);
         }
         return {};

@@ -41,6 +41,7 @@ struct RouteTarget {
     const plugin::RouteRegistration* route = nullptr;
     std::string method;
     std::string full_path;                                // mount + route path
+    std::string label;                                    // "METHOD full_path" (attribute trellis.route)
     std::vector<const plugin::MiddlewareBinding*> chain;  // global, then the plugin's own
     // The handler and every middleware of its chain declared non-blocking (ABI 1.2): the
     // whole request may run on an event loop.
