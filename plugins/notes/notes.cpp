@@ -1,6 +1,7 @@
 // notes: a REST resource on the host's database, built through the SDK alone. It shows
 // the patterns a resource plugin needs: migrations per dialect, keyset pagination with an
-// opaque cursor, whitelisted filters and sorts, validation (400 / 422), ETag with
+// opaque cursor, whitelisted filters and sorts, request schemas the host enforces (400 /
+// 404 / 422) and publishes in the OpenAPI document, ETag with
 // If-None-Match (304), If-Match as a conditional UPDATE (412), 409 on a unique key.
 #include <trellis/plugin.hpp>
 
@@ -44,7 +45,6 @@ struct SortKey {
 constexpr std::array<SortKey, 4> kSorts{SortKey{"id", "id", true}, SortKey{"title", "title", false},
                                         SortKey{"created_at", "created_at", false},
                                         SortKey{"updated_at", "updated_at", false}};
-constexpr std::array<std::string_view, 6> kListParams{"limit", "cursor", "sort", "pinned", "title", "q"};
 
 // ---- small helpers --------------------------------------------------------------------
 
@@ -121,13 +121,6 @@ std::optional<std::int64_t> parse_id(std::string_view text) {
     return value > 0 ? std::optional(value) : std::nullopt;
 }
 
-// Code points, for length limits that mean characters, not bytes.
-std::size_t utf8_length(std::string_view s) {
-    std::size_t n = 0;
-    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-    return n;
-}
-
 std::string etag(std::int64_t id, std::int64_t version) {
     return "\"" + std::to_string(id) + "-" + std::to_string(version) + "\"";
 }
@@ -176,33 +169,56 @@ json note_json(const trellis::Row& row) {
             {"updated_at", row.get<std::string>("updated_at")}};
 }
 
-// ---- input validation -------------------------------------------------------------------
+// ---- the API's schemas ------------------------------------------------------------------
+// The host validates requests against them before a handler runs (ABI 1.4) and publishes
+// them in the OpenAPI document, so the handlers below read input that already fits.
 
-// The entries of a validation answer: at most trellis::kMaxListedErrors are kept, the rest
-// only counted, so a request with thousands of bad parts gets a small answer.
-class Errors {
-public:
-    void add(json entry) {
-        if (listed_.size() < trellis::kMaxListedErrors)
-            listed_.push_back(std::move(entry));
-        else
-            ++omitted_;
-    }
-    bool empty() const { return listed_.empty(); }
-    [[noreturn]] void raise(int status, const std::string& code, const std::string& detail) const {
-        json extensions = {{"errors", listed_}};
-        if (omitted_ > 0) extensions["errors_omitted"] = omitted_;
-        throw HttpError(status, code,
-                        omitted_ > 0 ? detail + " The first " + std::to_string(listed_.size()) + " of " +
-                                           std::to_string(listed_.size() + omitted_) + " are listed."
-                                     : detail,
-                        extensions);
-    }
+json note_fields_schema(bool title_required) {
+    json schema = {{"type", "object"},
+                   {"additionalProperties", false},
+                   {"properties",
+                    {{"title", {{"type", "string"}, {"minLength", 1}, {"maxLength", kMaxTitle}}},
+                     {"body", {{"type", "string"}, {"maxLength", kMaxBody}, {"description", "defaults to \"\""}}},
+                     {"pinned", {{"type", "boolean"}, {"description", "defaults to false"}}}}}};
+    if (title_required) schema["required"] = {"title"};
+    return schema;
+}
 
-private:
-    json listed_ = json::array();
-    std::size_t omitted_ = 0;
-};
+json note_schema() {
+    return {{"type", "object"},
+            {"required", {"id", "title", "body", "pinned", "version", "created_at", "updated_at"}},
+            {"properties",
+             {{"id", {{"type", "integer"}, {"minimum", 1}}},
+              {"title", {{"type", "string"}}},
+              {"body", {{"type", "string"}}},
+              {"pinned", {{"type", "boolean"}}},
+              {"version", {{"type", "integer"}, {"minimum", 1}, {"description", "also the ETag's second part"}}},
+              {"created_at", {{"type", "string"}, {"format", "date-time"}}},
+              {"updated_at", {{"type", "string"}, {"format", "date-time"}}}}}};
+}
+
+json id_schema() {
+    return {{"type", "object"},
+            {"required", {"id"}},
+            {"properties", {{"id", {{"type", "integer"}, {"minimum", 1}, {"description", "the note's id"}}}}}};
+}
+
+json list_query_schema(int max_limit) {
+    json sorts = json::array();
+    for (const auto& key : kSorts) {
+        sorts.push_back(std::string(key.name));
+        sorts.push_back("-" + std::string(key.name));
+    }
+    return {{"type", "object"},
+            {"additionalProperties", false},
+            {"properties",
+             {{"limit", {{"type", "integer"}, {"minimum", 1}, {"maximum", max_limit}, {"description", "page size"}}},
+              {"cursor", {{"type", "string"}, {"description", "the `next` of the previous page"}}},
+              {"sort", {{"enum", sorts}, {"description", "a leading '-' sorts descending; default id"}}},
+              {"pinned", {{"type", "boolean"}}},
+              {"title", {{"type", "string"}, {"description", "exact title"}}},
+              {"q", {{"type", "string"}, {"description", "case-insensitive substring of the title"}}}}}};
+}
 
 struct Input {
     std::optional<std::string> title;
@@ -210,45 +226,14 @@ struct Input {
     std::optional<bool> pinned;
 };
 
-// Reads a note from the body. `full`: PUT/POST semantics (title required, the rest default);
-// otherwise PATCH (JSON merge patch: only what is present changes). 422 lists every field.
-Input read_input(const trellis::Request& request, bool full) {
-    // 415 unless the Content-Type is application/json or a +json type (merge-patch+json),
-    // an absent one included; 400 when it is not JSON or over the SDK's size limits.
+// Reads a note from a body the host has checked against note_fields_schema. PUT/POST
+// default what is absent, PATCH (JSON merge patch) changes only what is present.
+Input read_input(const trellis::Request& request) {
     const json doc = request.json_body();
-    if (!doc.is_object())
-        throw HttpError(422, "validation_failed", "The body must be a JSON object.",
-                        {{"errors", json::array({{{"field", ""}, {"message", "must be an object"}}})}});
-    Errors errors;
-    auto bad = [&](const std::string& field, const std::string& message) {
-        errors.add({{"field", "/" + field}, {"message", message}});
-    };
     Input in;
-    for (const auto& [key, value] : doc.items()) {
-        if (key == "title") {
-            if (!value.is_string() || utf8_length(value.get_ref<const std::string&>()) < 1 ||
-                utf8_length(value.get_ref<const std::string&>()) > kMaxTitle)
-                bad(key, "must be a string of 1 to " + std::to_string(kMaxTitle) + " characters");
-            else
-                in.title = value.get<std::string>();
-        } else if (key == "body") {
-            if (!value.is_string() || utf8_length(value.get_ref<const std::string&>()) > kMaxBody)
-                bad(key, "must be a string of at most " + std::to_string(kMaxBody) + " characters");
-            else
-                in.body = value.get<std::string>();
-        } else if (key == "pinned") {
-            if (!value.is_boolean())
-                bad(key, "must be true or false");
-            else
-                in.pinned = value.get<bool>();
-        } else if (key == "id" || key == "version" || key == "created_at" || key == "updated_at") {
-            bad(key, "is set by the server and cannot be written");
-        } else {
-            bad(key, "is not a field of a note (title, body, pinned)");
-        }
-    }
-    if (full && !in.title && !doc.contains("title")) bad("title", "is required");
-    if (!errors.empty()) errors.raise(422, "validation_failed", "The note has invalid fields.");
+    if (auto it = doc.find("title"); it != doc.end()) in.title = it->get<std::string>();
+    if (auto it = doc.find("body"); it != doc.end()) in.body = it->get<std::string>();
+    if (auto it = doc.find("pinned"); it != doc.end()) in.pinned = it->get<bool>();
     return in;
 }
 
@@ -297,18 +282,33 @@ public:
                            "CREATE INDEX notes_owner_updated ON notes (owner, updated_at, id);",
                            "DROP INDEX notes_owner_created;\nDROP INDEX notes_owner_updated;", ""});
 
-        trellis::RouteInfo list_doc{"List notes, newest page first by the chosen sort", {"notes"}, nullptr, nullptr};
+        const json item = note_schema();
+        const json page = {{"type", "object"},
+                           {"required", {"items", "next"}},
+                           {"properties",
+                            {{"items", {{"type", "array"}, {"items", item}}},
+                             {"next",
+                              {{"type", {"string", "null"}},
+                               {"description", "the next page's path and query; also in the Link header"}}}}}};
+        trellis::RouteInfo list_doc{"List notes, a page at a time, by the chosen sort", {"notes"}, nullptr, page};
+        list_doc.query_schema = list_query_schema(max_limit_);
         context.get("/", [this](trellis::Request& rq, trellis::Response& rs) { list(rq, rs); }, list_doc);
         context.post("/", [this](trellis::Request& rq, trellis::Response& rs) { create(rq, rs); },
-                     {"Create a note", {"notes"}, nullptr, nullptr});
+                     {"Create a note", {"notes"}, note_fields_schema(true), item});
+        auto by_id = [&](std::string summary, json body) {
+            trellis::RouteInfo info{std::move(summary), {"notes"}, std::move(body), item};
+            info.path_schema = id_schema();
+            return info;
+        };
         context.get("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { get(rq, rs); },
-                    {"Get a note", {"notes"}, nullptr, nullptr});
+                    by_id("Get a note (If-None-Match gives 304)", nullptr));
         context.put("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { update(rq, rs, true); },
-                    {"Replace a note", {"notes"}, nullptr, nullptr});
+                    by_id("Replace a note (If-Match makes it conditional)", note_fields_schema(true)));
         context.patch("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { update(rq, rs, false); },
-                      {"Change some fields of a note (JSON merge patch)", {"notes"}, nullptr, nullptr});
-        context.del("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { remove(rq, rs); },
-                    {"Delete a note", {"notes"}, nullptr, nullptr});
+                      by_id("Change some fields of a note (JSON merge patch)", note_fields_schema(false)));
+        trellis::RouteInfo remove_doc = by_id("Delete a note (If-Match makes it conditional)", nullptr);
+        remove_doc.response_schema = nullptr;
+        context.del("/{id}", [this](trellis::Request& rq, trellis::Response& rs) { remove(rq, rs); }, remove_doc);
     }
 
 private:
@@ -335,42 +335,19 @@ private:
         return path;
     }
 
+    // The host has checked the query against list_query_schema: limit is an integer in range,
+    // sort one of kSorts (optionally with '-'), pinned true or false.
     void list(trellis::Request& request, trellis::Response& response) {
-        Errors errors;
-        for (const auto& [name, value] : request.query_params())
-            if (std::find(kListParams.begin(), kListParams.end(), name) == kListParams.end())
-                errors.add({{"parameter", std::string(name)},
-                                  {"message", "is not supported (limit, cursor, sort, pinned, title, q)"}});
-
         int limit = default_limit_;
-        if (auto text = request.query("limit")) {
-            auto parsed = parse_id(*text);
-            if (!parsed || *parsed > max_limit_)
-                errors.add({{"parameter", "limit"},
-                                  {"message", "must be an integer from 1 to " + std::to_string(max_limit_)}});
-            else
-                limit = static_cast<int>(*parsed);
-        }
+        if (auto text = request.query("limit")) limit = std::stoi(std::string(*text));
         std::string sort_text(request.query("sort").value_or("id"));
         const bool descending = !sort_text.empty() && sort_text.front() == '-';
         const std::string_view sort_name = descending ? std::string_view(sort_text).substr(1) : sort_text;
-        const SortKey* sort = nullptr;
+        const SortKey* sort = &kSorts.front();
         for (const auto& key : kSorts)
             if (key.name == sort_name) sort = &key;
-        if (!sort)
-            errors.add({{"parameter", "sort"},
-                              {"message", "must be one of id, title, created_at, updated_at, each optionally "
-                                          "prefixed with '-' for descending"}});
         std::optional<bool> pinned;
-        if (auto text = request.query("pinned")) {
-            if (*text == "true")
-                pinned = true;
-            else if (*text == "false")
-                pinned = false;
-            else
-                errors.add({{"parameter", "pinned"}, {"message", "must be true or false"}});
-        }
-        if (!errors.empty()) errors.raise(400, "invalid_query", "The query has invalid parameters.");
+        if (auto text = request.query("pinned")) pinned = *text == "true";
 
         std::string sql = std::string("SELECT ") + kColumns + " FROM notes WHERE owner = :owner";
         Params params{{"owner", owner(request)}};
@@ -456,7 +433,7 @@ private:
     }
 
     void create(trellis::Request& request, trellis::Response& response) {
-        const Input in = read_input(request, true);
+        const Input in = read_input(request);
         const std::string now = now_iso();
         trellis::Rows rows = [&] {
             try {
@@ -488,7 +465,7 @@ private:
     // so a concurrent change between reading and writing cannot be overwritten.
     void update(trellis::Request& request, trellis::Response& response, bool full) {
         const std::int64_t id = id_of(request);
-        const Input in = read_input(request, full);
+        const Input in = read_input(request);
         Params params{{"id", id}, {"owner", owner(request)}, {"now", now_iso()}};
         std::string sql = "UPDATE notes SET version = version + 1, updated_at = :now";
         if (full) {

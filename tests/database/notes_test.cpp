@@ -664,8 +664,8 @@ TEST_CASE("unknown or invalid list parameters answer 400 invalid_query naming ea
     auto r = n.server.get("/notes?color=red&limit=0&sort=name&pinned=yes");
     REQUIRE(is_problem(r, 400, "invalid_query"));
     std::set<std::string> named;
-    for (const auto& e : json(r.json()["errors"])) named.insert(e["parameter"].get<std::string>());
-    CHECK(named == std::set<std::string>{"color", "limit", "sort", "pinned"});
+    for (const auto& e : json(r.json()["errors"])) named.insert(e["field"].get<std::string>());
+    CHECK(named == std::set<std::string>{"/color", "/limit", "/sort", "/pinned"});
 
     for (const char* query : {"limit=101", "limit=-1", "limit=abc", "limit=", "limit=1.5", "limit=%201", "sort=",
                               "sort=-", "sort=--id", "sort=ID", "sort=owner", "sort=body", "pinned=1", "pinned=TRUE",

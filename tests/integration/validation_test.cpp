@@ -99,9 +99,9 @@ TEST_CASE("query parameters are converted by their schema's types and a bad quer
     CHECK(bad.status == 400);
     CHECK(bad.json()["code"] == "invalid_query");
     auto listed = fields(bad);
-    for (const char* field : {"/limit", "/ratio", "/flag", "/tag/0", "/q"})
+    for (const char* field : {"/limit", "/ratio", "/flag", "/tag/0", "/q", "/unknown"})
         CHECK(std::find(listed.begin(), listed.end(), field) != listed.end());
-    CHECK_THAT(bad.body, Contains("must be given at most once") && Contains("'unknown'"));
+    CHECK_THAT(bad.body, Contains("must be given at most once") && Contains("not a listed property"));
     CHECK(server.get("/alpha/items?limit=12abc").status == 400);
     CHECK(server.get("/alpha/items?limit=99999999999999999999999").status == 400);
     CHECK(handler_calls(server) == 1);

@@ -38,6 +38,9 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kPatternKeyword = "x-trellis-pattern";
+// additionalProperties: false becomes {"x-trellis-unlisted": true}: valijson reports only the
+// first property a false schema refuses, this keyword every one, each at its own pointer.
+constexpr std::string_view kUnlistedKeyword = "x-trellis-unlisted";
 
 std::string escape_token(std::string_view token) {
     std::string out;
@@ -96,6 +99,7 @@ std::optional<std::string> check_schema(json& schema, const std::string& pointer
                        "; look-around and back-references are not supported)";
             pattern = value.get<std::string>();
         } else if (kSubschemaKeywords.count(key)) {
+            if (key == "additionalProperties" && value == false) value = {{std::string(kUnlistedKeyword), true}};
             if (auto error = check_schema(value, at)) return error;
         } else if (key == "items") {
             if (value.is_array()) {
@@ -161,6 +165,25 @@ public:
         options.set_log_errors(false);
         return new SafePattern(std::make_shared<const RE2>(value.asString(), options));
     }
+};
+
+// Refuses any value: the schema of the properties an object does not list.
+class Unlisted final : public valijson::constraints::PolyConstraint {
+public:
+    bool validate(const valijson::adapters::Adapter&, const std::vector<std::string>& context,
+                  valijson::ValidationResults* results) const override {
+        if (results) results->pushError(context, "is not allowed here (not a listed property)");
+        return false;
+    }
+
+private:
+    valijson::constraints::Constraint* cloneInto(void* memory) const override { return new (memory) Unlisted(*this); }
+    size_t sizeOf() const override { return sizeof(Unlisted); }
+};
+
+class UnlistedBuilder final : public valijson::ConstraintBuilder {
+public:
+    valijson::constraints::Constraint* make(const valijson::adapters::Adapter&) const override { return new Unlisted; }
 };
 
 // ---- query and path values as JSON ------------------------------------------------------
@@ -277,6 +300,7 @@ tl::expected<std::unique_ptr<RequestSchemas::Compiled>, std::string> compile_one
     try {
         valijson::SchemaParser parser(valijson::SchemaParser::kDraft7);
         parser.addConstraintBuilder(std::string(kPatternKeyword), new SafePatternBuilder);
+        parser.addConstraintBuilder(std::string(kUnlistedKeyword), new UnlistedBuilder);
         valijson::adapters::NlohmannJsonAdapter adapter(renamed);
         parser.populateSchema(adapter, compiled->schema);
     } catch (const std::exception& e) {

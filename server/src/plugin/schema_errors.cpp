@@ -58,6 +58,13 @@ std::vector<SchemaError> innermost_errors(const valijson::ValidationResults& res
     for (const auto& error : all) {
         if (is_summary(error.description) && encloses_another(error)) continue;
         SchemaError entry{pointer_of(error.context), error.description};
+        // "Missing required property 'title'." is about /title.
+        constexpr std::string_view required = "Missing required property '";
+        if (entry.message.rfind(required, 0) == 0 && entry.message.size() > required.size() + 2) {
+            std::vector<std::string> context = error.context;
+            context.push_back(entry.message.substr(required.size(), entry.message.size() - required.size() - 2));
+            entry = {pointer_of(context), "is required"};
+        }
         if (std::none_of(out.begin(), out.end(), [&](const SchemaError& seen) {
                 return seen.pointer == entry.pointer && seen.message == entry.message;
             }))
