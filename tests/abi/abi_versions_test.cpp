@@ -26,7 +26,7 @@ constexpr Released released[] = {
     {1, 1, "8d6e5344908d5fa57625747c665ce3a4bd77b57173928ac92a0288120622a6b9"},
     {1, 2, "13431ac56a17ac5d93a5de33d3695c8cc25083372f20e232382118c5a8f16d1d"},
     {1, 3, "7e9cb8c89901bc834741110debbd89f97c39c5385f85db2e66e566a797f3ac36"},
-    {1, 4, "c880b722e0313c0b760b817b846ff395cbee2ff028cc93d9bbd6e5560b32da97"},
+    {1, 4, "64372a5feae7cfe089cd4513e786ff647a8e0d0bf667587ca3857d5fd21ab39a"},
 };
 
 std::string sha256_of(const std::string& path) {

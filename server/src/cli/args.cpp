@@ -24,6 +24,8 @@ commands:
                  --reload then reloads the running server (POST /admin/reload on
                  server.admin_listen) and reports its answer
   routes         every route: method, full path, plugin, middleware chain
+  openapi        the OpenAPI 3.1 document of the enabled plugins' routes (what
+                 GET /openapi.json answers), as JSON
   version        the product version, the plugin ABI version and the ABI versions
                  whose plugins load
   migrate status         per plugin and migration: applied, pending, failed, drift

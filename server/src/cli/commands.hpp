@@ -18,6 +18,7 @@ int check(const Arguments& args);
 int plugins_list(const Arguments& args);
 int plugins_edit(const Arguments& args);  // plugins enable|disable NAME [--reload]
 int routes(const Arguments& args);
+int openapi(const Arguments& args);
 int version(const Arguments& args);
 int migrate(const Arguments& args);  // migrate status | up | down | repair
 int new_plugin(const Arguments& args);  // new-plugin NAME [--dir DIR]

@@ -1,4 +1,4 @@
-// trellis check, plugins list, routes, version: load like serve does, never listen, and
+// trellis check, plugins list, routes, openapi, version: load like serve does, never listen, and
 // report as text for people or --json for scripts.
 #include <iomanip>
 #include <iostream>
@@ -11,6 +11,7 @@
 #include "host/version.hpp"
 #include "runtime/inventory.hpp"
 #include "runtime/logging.hpp"
+#include "runtime/openapi.hpp"
 #include "runtime/runtime.hpp"
 
 namespace trellis::cli {
@@ -151,6 +152,13 @@ int routes(const Arguments& args) {
     for (const auto& row : rows)
         table.push_back({row.method, row.path, row.plugin, row.middleware.empty() ? "-" : join(row.middleware, ", ")});
     print_table(table);
+    return 0;
+}
+
+int openapi(const Arguments& args) {
+    auto loaded = load_quietly(args);
+    if (!loaded) return 1;
+    std::cout << runtime::openapi_document(*loaded->assembly.runtime).dump(2) << "\n";
     return 0;
 }
 

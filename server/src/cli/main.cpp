@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     if (command.size() >= 2 && command[0] == "plugins" && (command[1] == "enable" || command[1] == "disable"))
         return plugins_edit(*args);
     if (is({"routes"})) return routes(*args);
+    if (is({"openapi"})) return openapi(*args);
     if (is({"version"})) return version(*args);
     if (!command.empty() && command[0] == "migrate") return migrate(*args);
     if (!command.empty() && command[0] == "new-plugin") return new_plugin(*args);

@@ -636,8 +636,9 @@ tl::expected<void, std::string> check_media_type(std::string_view text) {
 
 // ---- Checking sections ----------------------------------------------------------------
 
-constexpr std::array<std::string_view, 8> kTopKeys{"server",  "logging", "database", "middleware",
-                                                   "plugins", "health",  "metrics",  "compression"};
+constexpr std::array<std::string_view, 9> kTopKeys{"server",  "logging", "database",    "middleware", "plugins",
+                                                   "health",  "metrics", "compression", "openapi"};
+constexpr std::array<std::string_view, 3> kOpenApiKeys{"enabled", "path", "title"};
 constexpr std::array<std::string_view, 1> kHealthKeys{"readyz_requires_database"};
 // Both engines' keys, then the event engine's, then the Poco engine's; counted by the compiler.
 constexpr auto kServerKeys = std::to_array<std::string_view>(
@@ -938,6 +939,30 @@ void read_metrics(const Node& node, MetricsConfig& metrics, Errors& errors) {
     }
 }
 
+void read_openapi(const Node& node, OpenApiConfig& openapi, Errors& errors) {
+    if (!is_section(node, "openapi", "", errors)) return;
+    for (const Entry& entry : node.entries) {
+        const std::string path = "openapi." + entry.key;
+        if (entry.key == "enabled") {
+            assign(openapi.enabled, read_bool(entry.value, path, errors));
+        } else if (entry.key == "path") {
+            if (entry.value.kind == Node::Kind::scalar && entry.value.text != "/" && is_mount(entry.value.text))
+                openapi.path = entry.value.text;
+            else
+                errors.push_back(entry.value.origin.describe() + ": key '" + path +
+                                 "': expected a path such as /openapi.json (a leading '/', no trailing '/', no "
+                                 "'{', '}', '?' or '#')");
+        } else if (entry.key == "title") {
+            if (entry.value.kind == Node::Kind::scalar && !entry.value.text.empty())
+                openapi.title = entry.value.text;
+            else
+                errors.push_back(entry.value.origin.describe() + ": key '" + path + "': expected a non-empty text");
+        } else {
+            unknown_key(entry, path, kOpenApiKeys, errors);
+        }
+    }
+}
+
 // Relative paths mean relative to the file that wrote them, not to wherever the server was
 // started; a value from the environment counts as written beside the main file.
 fs::path resolve(const Origin& origin, const std::string& text, const fs::path& env_base_dir) {
@@ -1079,6 +1104,8 @@ Config build(const Node& root, const fs::path& env_base_dir, const fs::path& def
             read_metrics(value, config.metrics, errors);
         else if (entry.key == "compression")
             read_compression(value, config.compression, errors);
+        else if (entry.key == "openapi")
+            read_openapi(value, config.openapi, errors);
         else
             unknown_key(entry, entry.key, kTopKeys, errors);
     }

@@ -135,6 +135,13 @@ struct MetricsConfig {
     bool enabled = true;  // request instrumentation (GET /metrics on the admin listener stays)
 };
 
+// `openapi:`: the document the host generates from the enabled plugins' routes.
+struct OpenApiConfig {
+    bool enabled = true;                  // GET <path> on the public listener
+    std::string path = "/openapi.json";  // a path the plugins' routes may not take
+    std::string title = "Trellis API";   // info.title
+};
+
 struct PluginConfig {
     std::string name;
     bool enabled = true;
@@ -155,6 +162,7 @@ struct Config {
     http::CompressionSettings compression;  // `compression:`
     DatabaseConfig database;
     HealthConfig health;
+    OpenApiConfig openapi;
     std::vector<std::string> middleware;  // global, applied to every request, in order
     std::vector<std::filesystem::path> plugin_search_paths{"/usr/lib/trellis/plugins"};  // absolute
     std::vector<PluginConfig> plugins;                                                   // sorted by name

@@ -10,6 +10,7 @@
 #include "host/admin.hpp"
 #include "host/systemd_notify.hpp"
 #include "runtime/logging.hpp"
+#include "runtime/openapi.hpp"
 
 namespace trellis::host {
 namespace {
@@ -131,6 +132,12 @@ void Host::add_health_routes(runtime::ListenerRoutes& routes, bool admin) {
         const auto report = readiness_->report({ready_.load(), shutting_down_.load()}, admin);
         answer_json(response, report.ready ? 200 : 503, report.body);
     });
+    if (!admin && config_->openapi.enabled)
+        // Generated from the runtime serving now, so that a reload shows at once.
+        routes.add("GET", config_->openapi.path, [this](const http::Request&, http::Response& response) {
+            answer_json(response, 200, runtime::openapi_document(*pipeline_->current()));
+            response.set_header("Cache-Control", "no-cache");
+        });
 }
 
 tl::expected<void, std::string> Host::add_listener(std::unique_ptr<runtime::ListenerRoutes> routes, bool admin) {

@@ -92,7 +92,10 @@ std::optional<std::string> check_route_metadata(RouteRegistration& reg) {
             if (!valid) break;
             valid = requirement.is_object();
             for (const auto& [scheme, scopes] : requirement.items()) {
-                valid = valid && !scheme.empty() && scopes.is_array() &&
+                if (!known_security_schemes().contains(scheme))
+                    return "the security requirements name the scheme '" + scheme +
+                           "'; the host knows 'bearer' and 'apiKey'";
+                valid = valid && scopes.is_array() &&
                         std::all_of(scopes.begin(), scopes.end(), [](const auto& s) { return s.is_string(); });
             }
         }

@@ -360,4 +360,20 @@ std::optional<SchemaFailure> RequestSchemas::check(const http::Request& request)
     return std::nullopt;
 }
 
+const nlohmann::json& known_security_schemes() {
+    static const nlohmann::json schemes = {
+        {"bearer",
+         {{"type", "http"},
+          {"scheme", "bearer"},
+          {"bearerFormat", "JWT"},
+          {"description", "An access token: Authorization: Bearer <token>"}}},
+        {"apiKey",
+         {{"type", "apiKey"},
+          {"in", "header"},
+          {"name", "X-API-Key"},
+          {"description", "An API key in X-API-Key (or Authorization: ApiKey <key>)"}}},
+    };
+    return schemes;
+}
+
 }  // namespace trellis::plugin

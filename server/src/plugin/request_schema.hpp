@@ -45,4 +45,8 @@ private:
     std::unique_ptr<Compiled> body_, query_, path_;
 };
 
+// The security schemes a route may name in its security requirements (ABI 1.4), as OpenAPI
+// Security Scheme Objects: "bearer" (a JWT) and "apiKey".
+const nlohmann::json& known_security_schemes();
+
 }  // namespace trellis::plugin

@@ -102,6 +102,8 @@ private:
     void reserve_host_routes() {
         (void)rt_.router_.add("GET", "/livez", livez_route, "the host");
         (void)rt_.router_.add("GET", "/readyz", readyz_route, "the host");
+        if (rt_.config_->openapi.enabled)
+            (void)rt_.router_.add("GET", rt_.config_->openapi.path, openapi_route, "the host (openapi.path)");
     }
 
     void discover() {

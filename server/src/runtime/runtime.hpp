@@ -52,6 +52,7 @@ struct RouteTarget {
 // runtime's routes (host/host.cpp); registered here only to refuse plugins that claim them.
 inline constexpr std::size_t livez_route = static_cast<std::size_t>(-1);
 inline constexpr std::size_t readyz_route = static_cast<std::size_t>(-2);
+inline constexpr std::size_t openapi_route = static_cast<std::size_t>(-3);  // config openapi.path
 
 // What a build does with the migrations plugins register.
 enum class Migrations {

@@ -238,7 +238,7 @@ typedef struct trellis_route {
     trellis_str query_schema_json;    /* JSON Schema of the query parameters, as one object */
     trellis_str path_schema_json;     /* JSON Schema of the path parameters, as one object */
     trellis_str scopes_json;          /* JSON array of the scopes a caller needs */
-    trellis_str security_json;        /* OpenAPI security requirements: [{"scheme": [scopes]}, ...] */
+    trellis_str security_json;        /* OpenAPI security requirements: [{"bearer": [scopes]}, ...] */
 } trellis_route;
 
 /*
@@ -254,12 +254,17 @@ typedef struct trellis_route {
  * "boolean" receives the value converted when it converts, and "array" receives every value
  * of a repeated parameter. Failures are problem+json with errors[{field, message}], field a
  * JSON pointer, at most 20 listed.
- * register_route returns TRELLIS_ERROR_INVALID_ARGUMENT for a schema that is not JSON or not
- * an object, or that uses a keyword the host cannot check: anything outside draft-07's
- * validation and annotation keywords (except "x-" extensions), "$ref" outside the document,
- * "format" other than date, time and date-time, and a "pattern" the host's regular
- * expression engine (RE2: no look-around, no back-references) cannot compile. The reason
- * is logged and given in the plugin's init error.
+ * security_json names the schemes "bearer" (Authorization: Bearer, a JWT) and "apiKey"
+ * (X-API-Key or Authorization: ApiKey); scopes_json is what an auth middleware requires
+ * (it reads them from the request attribute "trellis.route_scopes", and the matched route
+ * from "trellis.route", e.g. "GET /notes/{id}"). Both appear in the OpenAPI document.
+ * register_route returns TRELLIS_ERROR_INVALID_ARGUMENT for scopes or security requirements
+ * of another shape or naming another scheme, and for a schema that is not JSON, not a
+ * schema, or uses a keyword the host cannot check: anything outside draft-07's validation
+ * and annotation keywords (except "x-" extensions), "patternProperties", "$ref" outside the
+ * document, "format" other than date, time and date-time, and a "pattern" the host's
+ * regular expression engine (RE2: no look-around, no back-references) cannot compile. The
+ * reason is logged and given in the plugin's init error.
  */
 
 /**
