@@ -1,6 +1,7 @@
 #include "plugin/schema_errors.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <string_view>
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -44,6 +45,28 @@ bool is_summary(const std::string& message) {
     return false;
 }
 
+// valijson writes limits with std::to_string ("greater than or equal to 1.000000"): the
+// decimals of a number in a message lose their trailing zeros ("1", "0.5").
+std::string tidy_numbers(const std::string& message) {
+    std::string out;
+    for (std::size_t i = 0; i < message.size(); ++i) {
+        out += message[i];
+        const bool decimal_point = message[i] == '.' && i > 0 && std::isdigit(static_cast<unsigned char>(message[i - 1])) &&
+                                   i + 1 < message.size() && std::isdigit(static_cast<unsigned char>(message[i + 1]));
+        if (!decimal_point) continue;
+        std::size_t end = i + 1;
+        while (end < message.size() && std::isdigit(static_cast<unsigned char>(message[end]))) ++end;
+        std::string digits = message.substr(i + 1, end - i - 1);
+        while (!digits.empty() && digits.back() == '0') digits.pop_back();
+        if (digits.empty())
+            out.pop_back();  // the '.'
+        else
+            out += digits;
+        i = end - 1;
+    }
+    return out;
+}
+
 }  // namespace
 
 std::vector<SchemaError> innermost_errors(const valijson::ValidationResults& results) {
@@ -57,7 +80,7 @@ std::vector<SchemaError> innermost_errors(const valijson::ValidationResults& res
     std::vector<SchemaError> out;
     for (const auto& error : all) {
         if (is_summary(error.description) && encloses_another(error)) continue;
-        SchemaError entry{pointer_of(error.context), error.description};
+        SchemaError entry{pointer_of(error.context), tidy_numbers(error.description)};
         // "Missing required property 'title'." is about /title.
         constexpr std::string_view required = "Missing required property '";
         if (entry.message.rfind(required, 0) == 0 && entry.message.size() > required.size() + 2) {
