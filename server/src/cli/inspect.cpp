@@ -8,6 +8,7 @@
 
 #include "cli/admin_client.hpp"
 #include "cli/commands.hpp"
+#include "engine/tls.hpp"
 #include "host/version.hpp"
 #include "runtime/inventory.hpp"
 #include "runtime/logging.hpp"
@@ -48,6 +49,10 @@ void quiet_logging(const config::Config& config) {
 
 std::vector<std::string> check_problems(const runtime::Runtime::Assembly& assembly) {
     std::vector<std::string> problems = assembly.errors;
+    // The certificate and key as `serve` will read them (ExecStartPre=trellis check).
+    if (const auto& tls = assembly.runtime->config().server.tls)
+        if (auto context = engine::TlsContext::load(tls->certificate, tls->key); !context)
+            problems.push_back(context.error());
     for (const auto& r : assembly.runtime->plugins())
         if (r.status == runtime::PluginStatus::failed && !r.required)
             problems.push_back(runtime::describe(r) + ": " + r.reason);

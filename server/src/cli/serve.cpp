@@ -113,7 +113,7 @@ int serve(const Arguments& args) {
         return 1;
     }
     const std::string listening =
-        "listening on " + config->server.listen.text() + " (public)" +
+        "listening on " + config->server.listen.text() + (config->server.tls ? " (public, HTTPS)" : " (public)") +
         (config->server.admin_enabled ? ", " + config->server.admin_listen.text() + " (admin)" : "");
     log->info("{}, {} engine", listening, config::to_string(config->server.engine));
     host::systemd::ready("serving; " + listening);

@@ -646,7 +646,8 @@ constexpr auto kServerKeys = std::to_array<std::string_view>(
      "max_body_bytes", "drain_timeout", "data_dir", "io_threads", "workers", "worker_queue", "max_connections",
      "header_timeout", "body_timeout", "send_timeout", "max_header_bytes", "max_headers", "max_uri_bytes",
      "inline_warn", "max_threads", "max_queued", "shutdown_delay", "admin_token_file", "pid_file",
-     "trusted_proxies", "allowed_hosts"});
+     "trusted_proxies", "allowed_hosts", "tls"});
+constexpr std::array<std::string_view, 2> kTlsKeys{"certificate", "key"};
 constexpr auto kCompressionKeys =
     std::to_array<std::string_view>({"enabled", "min_size", "content_types", "gzip_level", "brotli_quality"});
 constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acquire_timeout", "busy_timeout",
@@ -737,6 +738,53 @@ void read_pid_file(const Node& node, const std::string& path, ServerConfig& serv
     server.pid_file = file;
 }
 
+// A PEM file of server.tls: it must be a readable file now (`trellis check` and reloads read
+// it again when they build the TLS context, and name it when it is not a certificate or key).
+std::optional<fs::path> read_tls_file(const Node& node, const std::string& path, const fs::path& env_base_dir,
+                                      Errors& errors) {
+    if (node.kind != Node::Kind::scalar || node.text.empty()) {
+        fail(errors, node.origin, path, "expected the path of a PEM file, " + got(node));
+        return std::nullopt;
+    }
+    const fs::path file = resolve(node.origin, node.text, env_base_dir);
+    errno = 0;
+    std::ifstream in(file, std::ios::binary);
+    std::error_code ec;
+    if (!in || fs::is_directory(file, ec)) {
+        const int code = fs::is_directory(file, ec) ? EISDIR : (errno != 0 ? errno : EIO);
+        fail(errors, node.origin, path, "cannot read " + file.string() + ": " + std::generic_category().message(code));
+        return std::nullopt;
+    }
+    return file;
+}
+
+void read_tls(const Node& node, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
+    if (node.kind == Node::Kind::null) {
+        server.tls.reset();
+        return;
+    }
+    if (!is_section(node, "server.tls", "", errors)) return;
+    ServerConfig::Tls tls;
+    tls.origin = node.origin;
+    bool complete = true;
+    for (const char* key : {"certificate", "key"}) {
+        const auto it = std::find_if(node.entries.begin(), node.entries.end(),
+                                     [&](const Entry& entry) { return entry.key == key; });
+        if (it == node.entries.end()) {
+            fail(errors, node.origin, "server.tls", std::string("'") + key + "' is required");
+            complete = false;
+            continue;
+        }
+        auto file = read_tls_file(it->value, "server.tls." + std::string(key), env_base_dir, errors);
+        if (!file) complete = false;
+        (std::string(key) == "certificate" ? tls.certificate : tls.key) = file.value_or(fs::path());
+    }
+    for (const Entry& entry : node.entries)
+        if (entry.key != "certificate" && entry.key != "key")
+            unknown_key(entry, "server.tls." + entry.key, kTlsKeys, errors);
+    if (complete) server.tls = std::move(tls);
+}
+
 void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& env_base_dir, Errors& errors) {
     const std::string path = "server." + entry.key;
     const Node& value = entry.value;
@@ -788,6 +836,8 @@ void read_server_key(const Entry& entry, ServerConfig& server, const fs::path& e
         read_admin_token_file(value, path, server, env_base_dir, errors);
     else if (entry.key == "pid_file")
         read_pid_file(value, path, server, env_base_dir, errors);
+    else if (entry.key == "tls")
+        read_tls(value, server, env_base_dir, errors);
     else if (entry.key == "trusted_proxies")
         assign(server.trusted_proxies, read_checked_list(value, path, "a list of networks", http::ProxyList::check, errors));
     else if (entry.key == "allowed_hosts")
@@ -1110,6 +1160,9 @@ Config build(const Node& root, const fs::path& env_base_dir, const fs::path& def
             unknown_key(entry, entry.key, kTopKeys, errors);
     }
     finish_database(database, config.server, config, errors);
+    if (config.server.tls && config.server.engine == EngineKind::poco)
+        fail(errors, config.server.tls->origin, "server.tls",
+             "TLS is served by the event engine only; remove server.engine: poco or the tls section");
     // Unset: one loop per CPU we may run on, within the range a configured value may take.
     if (config.server.io_threads == 0) config.server.io_threads = std::min(affinity_cpus(), 256);
     return config;

@@ -89,6 +89,14 @@ struct ServerConfig {
     std::vector<std::string> trusted_proxies;
     // Host values served; empty: loopback listeners allow localhost names only, others any.
     std::vector<std::string> allowed_hosts;
+    // `server.tls`: HTTPS on the public listener (event engine only). PEM files, relative to
+    // the file that names them, read at start and again at every reload.
+    struct Tls {
+        std::filesystem::path certificate;  // the certificate chain, leaf first
+        std::filesystem::path key;          // its private key, unencrypted
+        Origin origin;                      // where `tls:` was written
+    };
+    std::optional<Tls> tls;
 };
 
 enum class Dialect { sqlite, postgresql };

@@ -19,6 +19,8 @@
 
 namespace trellis::engine {
 
+class TlsContext;
+
 enum class Kind { event, poco };
 
 struct Options {
@@ -40,6 +42,7 @@ struct Options {
 
     // Event engine.
     int io_threads = 1;
+    std::shared_ptr<TlsContext> tls;  // HTTPS when set (engine/tls.hpp)
     int max_connections = 16384;  // beyond it the listener stops accepting until one closes
 
     // Poco engine: thread per connection.
@@ -110,6 +113,10 @@ public:
     // to finish; responses sent from now on carry Connection: close.
     virtual void stop() = 0;
     virtual std::uint16_t port() const = 0;
+
+    // New connections use this TLS context (a reload's re-read certificates); connections
+    // already open keep theirs. Only an engine started with TLS takes one.
+    virtual void replace_tls(std::shared_ptr<TlsContext>) {}
 
     // Connection counts since start, read at scrape (GET /metrics).
     struct Stats {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -21,10 +22,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "engine/engine.hpp"
 #include "engine/http1.hpp"
+#include "engine/tls.hpp"
 #include "plugin/thread_role.hpp"
 #include "runtime/logging.hpp"
 
@@ -33,6 +36,7 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using TlsStream = asio::ssl::stream<tcp::socket>;
 using http1::Clock;
 
 class Connection;
@@ -71,6 +75,14 @@ public:
     void stop() override;
     std::uint16_t port() const override { return port_; }
     Clock::time_point oldest_heartbeat() const override;
+    void replace_tls(std::shared_ptr<TlsContext> tls) override {
+        std::lock_guard lock(tls_mutex_);
+        if (tls_) tls_ = std::move(tls);
+    }
+    std::shared_ptr<TlsContext> tls() const {
+        std::lock_guard lock(tls_mutex_);
+        return tls_;
+    }
     Stats stats() const override {
         return {open_.load(std::memory_order_relaxed), accepted_.load(std::memory_order_relaxed),
                 refused_.load(std::memory_order_relaxed)};
@@ -98,6 +110,8 @@ private:
     std::atomic<std::uint64_t> accepted_{0};
     std::atomic<std::uint64_t> refused_{0};
     Clock::time_point last_backoff_log_{};
+    mutable std::mutex tls_mutex_;
+    std::shared_ptr<TlsContext> tls_;  // null: plain HTTP
     bool started_ = false;
     std::atomic<bool> stopped_{false};
     std::shared_ptr<spdlog::logger> log_;
@@ -105,19 +119,33 @@ private:
 
 class Connection final : public Exchange, public std::enable_shared_from_this<Connection> {
 public:
-    Connection(EventEngine& engine, Loop& loop, tcp::socket socket, std::string remote)
+    // With `tls`, the connection speaks TLS: the handshake first, bounded by header_timeout.
+    Connection(EventEngine& engine, Loop& loop, tcp::socket socket, std::string remote, std::shared_ptr<TlsContext> tls)
         : Exchange(true),
           engine_(engine),
           loop_(loop),
           socket_(std::move(socket)),
-          session_(engine.options(), loop.buffers, request, response, std::move(remote), Clock::now()) {}
+          session_(engine.options(), loop.buffers, request, response, std::move(remote), Clock::now()) {
+        if (tls) {
+            tls_context_ = std::move(tls);
+            tls_ = std::make_unique<TlsStream>(std::move(socket_), tls_context_->native());
+        }
+    }
 
     // On the connection's loop.
     void start() {
         index_ = loop_.connections.size();
         loop_.connections.push_back(this);
         if (loop_.draining) session_.drain();
-        drive();
+        if (!tls_) return drive();
+        handshaking_ = true;
+        tls_->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](const boost::system::error_code& error) {
+            self->handshaking_ = false;
+            if (self->closed_) return;
+            if (error) return self->close();  // a plain-HTTP client, TLS 1.1, no shared cipher
+            self->request.secure = true;
+            self->drive();
+        });
     }
 
     // Any thread, once per dispatched request.
@@ -134,13 +162,14 @@ public:
     }
 
     void on_deadline(Clock::time_point now) {
+        if (handshaking_) return close();
         session_.expired(now);
         drive();
     }
 
     void begin_drain() {
         session_.drain();
-        if (session_.idle()) close();
+        if (handshaking_ || session_.idle()) close();
     }
 
     Clock::time_point deadline() const { return session_.deadline(); }
@@ -149,7 +178,7 @@ public:
         if (closed_) return;
         closed_ = true;
         boost::system::error_code ignored;
-        socket_.close(ignored);
+        lowest().close(ignored);
         Connection* moved = loop_.connections.back();
         loop_.connections[index_] = moved;
         moved->index_ = index_;
@@ -169,7 +198,7 @@ private:
                 case http1::Session::Step::linger:
                     if (!shut_down_) {
                         boost::system::error_code ignored;
-                        socket_.shutdown(tcp::socket::shutdown_send, ignored);
+                        lowest().shutdown(tcp::socket::shutdown_send, ignored);
                         shut_down_ = true;
                     }
                     return read();
@@ -178,21 +207,26 @@ private:
         }
     }
 
+    tcp::socket& lowest() { return tls_ ? tls_->next_layer() : socket_; }
+
     void read() {
         if (reading_) return;
         auto [data, size] = session_.read_space();
         if (size == 0) return close();
         reading_ = true;
-        socket_.async_read_some(asio::buffer(data, size),
-                                [self = shared_from_this()](const boost::system::error_code& error, std::size_t bytes) {
-                                    self->reading_ = false;
-                                    if (self->closed_) return;
-                                    if (error || bytes == 0)
-                                        self->session_.end_of_input();
-                                    else
-                                        self->session_.received(bytes, Clock::now());
-                                    self->drive();
-                                });
+        auto done = [self = shared_from_this()](const boost::system::error_code& error, std::size_t bytes) {
+            self->reading_ = false;
+            if (self->closed_) return;
+            if (error || bytes == 0)
+                self->session_.end_of_input();
+            else
+                self->session_.received(bytes, Clock::now());
+            self->drive();
+        };
+        if (tls_)
+            tls_->async_read_some(asio::buffer(data, size), std::move(done));
+        else
+            socket_.async_read_some(asio::buffer(data, size), std::move(done));
     }
 
     void write() {
@@ -201,8 +235,8 @@ private:
         const std::array<asio::const_buffer, 2> buffers{asio::buffer(out[0]), asio::buffer(out[1])};
         writing_ = true;
         // One gathered write (writev) of head and body; partial writes continue from sent().
-        socket_.async_write_some(buffers, [self = shared_from_this()](const boost::system::error_code& error,
-                                                                      std::size_t bytes) {
+        // Over TLS a write takes the first non-empty buffer only, one record at a time.
+        auto done = [self = shared_from_this()](const boost::system::error_code& error, std::size_t bytes) {
             self->writing_ = false;
             if (self->closed_) return;
             if (error)
@@ -210,7 +244,11 @@ private:
             else
                 self->session_.sent(bytes, Clock::now());
             self->drive();
-        });
+        };
+        if (tls_)
+            tls_->async_write_some(buffers, std::move(done));
+        else
+            socket_.async_write_some(buffers, std::move(done));
     }
 
     // True when the handler completed on this thread and the loop may go on.
@@ -228,7 +266,9 @@ private:
 
     EventEngine& engine_;
     Loop& loop_;
-    tcp::socket socket_;
+    tcp::socket socket_;  // plain HTTP; moved into tls_ for TLS
+    std::shared_ptr<TlsContext> tls_context_;  // kept for the stream's life (a reload may replace the engine's)
+    std::unique_ptr<TlsStream> tls_;
     http1::Session session_;
     std::shared_ptr<Connection> pending_;
     std::size_t index_ = 0;
@@ -238,6 +278,7 @@ private:
     bool shut_down_ = false;
     bool in_handler_ = false;
     bool completed_inline_ = false;
+    bool handshaking_ = false;
 };
 
 EventEngine::EventEngine(const Options& options, Handler handler)
@@ -250,6 +291,7 @@ EventEngine::EventEngine(const Options& options, Handler handler)
       }()),
       acceptor_(loops_.front()->io),
       backoff_(loops_.front()->io),
+      tls_(options.tls),
       log_(logging::get("trellis")) {}
 
 tl::expected<void, std::string> EventEngine::bind() {
@@ -329,7 +371,8 @@ void EventEngine::accept() {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         auto endpoint = socket.remote_endpoint(ignored);
-        auto connection = std::make_shared<Connection>(*this, loop, std::move(socket), format_endpoint(endpoint));
+        auto connection =
+            std::make_shared<Connection>(*this, loop, std::move(socket), format_endpoint(endpoint), tls());
         asio::post(loop.io, [connection] { connection->start(); });
         accept();
     });

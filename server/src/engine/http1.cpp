@@ -343,9 +343,11 @@ void Session::sent(std::size_t bytes, Clock::time_point now) {
 void Session::start_next_request(Clock::time_point now) {
     ++served_;
     parser_.reset();
+    const bool secure = request_.secure;  // the connection's, kept for its every request
     request_ = http::Request{};
     response_ = http::Response{};
     request_.remote_address = remote_address_;
+    request_.secure = secure;
     state_ = State::head;
     head_started_ = begin_ != end_;
     continue_sent_ = false;

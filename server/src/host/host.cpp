@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/tls.hpp"
 #include "host/admin.hpp"
 #include "host/systemd_notify.hpp"
 #include "runtime/logging.hpp"
@@ -145,6 +146,11 @@ tl::expected<void, std::string> Host::add_listener(std::unique_ptr<runtime::List
     const runtime::ListenerRoutes* served = routes.get();
     auto options = engine_options(config_->server, admin);
     options.heartbeat_interval = systemd::heartbeat_interval();
+    if (!admin && config_->server.tls) {  // HTTPS on the public listener only
+        auto tls = engine::TlsContext::load(config_->server.tls->certificate, config_->server.tls->key);
+        if (!tls) return tl::unexpected(tls.error());
+        options.tls = std::move(*tls);
+    }
     auto made = engine::make_engine(options,
                                     [pipeline, served](engine::Exchange& exchange) { pipeline->handle(exchange, *served); });
     if (!made) return tl::unexpected(made.error());
@@ -187,6 +193,19 @@ Host::ReloadResult Host::reload(bool wait) {
         (*next_config)->server.engine != current->server.engine)
         log_->warn("listener addresses or server.engine changed; they take effect after a restart");
     logging::configure((*next_config)->logging);
+    // Certificates are read again (a renewed one is served from the next connection on); a
+    // broken one refuses the reload, and the one in use stays.
+    std::shared_ptr<engine::TlsContext> next_tls;
+    if (const auto& tls = (*next_config)->server.tls; tls && current->server.tls) {
+        auto loaded = engine::TlsContext::load(tls->certificate, tls->key);
+        if (!loaded) {
+            result.errors = {loaded.error(), "reload aborted; still serving the previous certificate and runtime"};
+            return result;
+        }
+        next_tls = std::move(*loaded);
+    } else if (tls.has_value() != current->server.tls.has_value()) {
+        log_->warn("server.tls was added or removed; that takes effect after a restart");
+    }
     auto next = build_for_reload(*next_config, pipeline_->current().get(), libraries_, reload_errors_, *log_);
     if (!next) {
         result.errors = std::move(next.error());
@@ -194,6 +213,9 @@ Host::ReloadResult Host::reload(bool wait) {
         return result;
     }
     pipeline_->replace(*next);
+    if (next_tls)
+        for (auto& listener : listeners_)
+            if (!listener.admin) listener.engine->replace_tls(next_tls);
     {
         std::lock_guard lock(config_mutex_);
         config_ = *next_config;

@@ -35,6 +35,7 @@ struct Request {
     std::string body;
     std::string remote_address;
     bool body_too_large = false;  // set by the engine; the body was not read
+    bool secure = false;          // set by the engine: the request came over TLS
 
     // Filled by the host while the request flows.
     Fields query_params;

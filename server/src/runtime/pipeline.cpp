@@ -366,7 +366,7 @@ void Pipeline::run(Work& work) const noexcept {
 bool Pipeline::edge(http::Request& request, http::Response& response, const ListenerRoutes& listener) const {
     static const http::ProxyList no_proxies;
     const http::ClientView client = http::resolve_client(
-        request, options_.trusted_proxies ? *options_.trusted_proxies : no_proxies, "http", listener.authority());
+        request, options_.trusted_proxies ? *options_.trusted_proxies : no_proxies, request.secure ? "https" : "http", listener.authority());
     request.attributes.insert_or_assign("trellis.client_address", client.address);
     request.attributes.insert_or_assign("trellis.base_url", client.base_url);
     if (listener.allows_host(request.header("Host"))) return true;

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Benchmark: HTTPS against plain HTTP on the event engine, in one run.
+#
+# Two Trellis servers (event engine), each a plain process pinned to CPU 0 (wrk runs on
+# CPU 1), loopback only, on free ports, hello mounted at /, access log off:
+#   plain  http://
+#   tls    https://, server.tls with a P-256 certificate made here by openssl
+# Route GET /world:
+#   keep-alive  wrk at --conns connections for --seconds, round robin over the two servers
+#               in each repetition (the handshake is paid once per connection)
+#   new         one request per connection (wrk with Connection: close): every request
+#               pays a TCP handshake, and for tls a full TLS handshake
+# Prints the median requests/s and p99 of each and the ratios tls/plain.
+#
+# usage: bench/tls.sh [--seconds D (5)] [--reps N (3)] [--conns C (64)] [--build DIR]
+#   --build DIR  a build folder with server/trellis and plugins/ (default: build/); this
+#                script does not build
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$ROOT/build"
+SECONDS_PER_RUN=5
+REPS=3
+CONNS=64
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) SECONDS_PER_RUN="${2:?}"; shift 2 ;;
+    --reps) REPS="${2:?}"; shift 2 ;;
+    --conns) CONNS="${2:?}"; shift 2 ;;
+    --build) BUILD="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "tls.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+for n in "$SECONDS_PER_RUN" "$REPS" "$CONNS"; do
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "tls.sh: expected a positive number, got '$n'" >&2; exit 2; }
+done
+TRELLIS="$BUILD/server/trellis"
+[ -x "$TRELLIS" ] || { echo "tls.sh: no $TRELLIS; build first (./dev build)" >&2; exit 1; }
+for tool in wrk openssl curl; do
+  command -v "$tool" >/dev/null || { echo "tls.sh: $tool is missing (./dev deps installs it)" >&2; exit 1; }
+done
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+WORK="$(mktemp -d "$BUILD/tls-run.XXXXXX")"
+declare -A PID=()
+cleanup() {
+  local pid
+  for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PID[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+read -r P_PLAIN A_PLAIN P_TLS A_TLS < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks: s.close()')
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -keyout "$WORK/key.pem" \
+  -out "$WORK/cert.pem" -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+
+# start NAME PORT ADMIN_PORT SCHEME
+start() {
+  local name="$1" port="$2" admin="$3" scheme="$4" dir="$WORK/$1" tls=""
+  mkdir -p "$dir/data"
+  [ "$scheme" = https ] && tls="  tls: {certificate: $WORK/cert.pem, key: $WORK/key.pem}"
+  cat >"$dir/trellis.yaml" <<YAML
+server:
+  engine: event
+  listen: 127.0.0.1:$port
+  admin_listen: 127.0.0.1:$admin
+  data_dir: $dir/data
+$tls
+logging:
+  access_log: false
+plugins:
+  search_paths: ["$BUILD/plugins"]
+  hello:
+    mount: /
+YAML
+  ( ulimit -n hard; exec taskset -c 0 "$TRELLIS" serve -c "$dir/trellis.yaml" ) </dev/null >>"$dir/trellis.log" 2>&1 &
+  PID[$name]=$!
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null --max-time 1 --cacert "$WORK/cert.pem" "$scheme://localhost:$port/world" && return 0
+    kill -0 "${PID[$name]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "tls.sh: the $name server did not start:" >&2
+  tail -5 "$dir/trellis.log" >&2
+  exit 1
+}
+
+# measure URL [wrk options...]: one wrk run -> "rps p99_ms"
+measure() {
+  local url="$1"
+  shift
+  taskset -c 1 wrk -t 1 -c "$CONNS" -d "${SECONDS_PER_RUN}s" --timeout 10s --latency "$@" "$url" |
+    awk '
+      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+      /Requests\/sec/ { rps = $2 }
+      $1 == "99%" { p99 = ms($2) }
+      END { printf "%.0f %.3f\n", rps, p99 }'
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+log "starting the plain and tls servers, pinned to CPU 0"
+start plain "$P_PLAIN" "$A_PLAIN" http
+start tls "$P_TLS" "$A_TLS" https
+URL_plain="http://127.0.0.1:$P_PLAIN/world"
+URL_tls="https://127.0.0.1:$P_TLS/world"
+log "warming up (2 s each)"
+for url in "$URL_plain" "$URL_tls"; do taskset -c 1 wrk -t 1 -c "$CONNS" -d 2s "$url" >/dev/null; done
+
+declare -A RPS=() P99=()
+for rep in $(seq "$REPS"); do
+  log "repetition $rep/$REPS, $CONNS connections, ${SECONDS_PER_RUN} s per server and mode"
+  for mode in keepalive new; do
+    for name in plain tls; do
+      url_var="URL_$name"
+      if [ "$mode" = new ]; then
+        read -r rps p99 < <(measure "${!url_var}" -H "Connection: close")
+      else
+        read -r rps p99 < <(measure "${!url_var}")
+      fi
+      RPS[$mode.$name]+="$rps "
+      P99[$mode.$name]+="$p99 "
+    done
+  done
+done
+
+echo
+echo "GET /world (hello), event engine, $CONNS connections, ${SECONDS_PER_RUN} s x $REPS, median"
+for mode in keepalive new; do
+  for name in plain tls; do
+    rps="$(tr ' ' '\n' <<<"${RPS[$mode.$name]}" | grep . | median)"
+    p99="$(tr ' ' '\n' <<<"${P99[$mode.$name]}" | grep . | median)"
+    printf '  %-10s %-6s %10s req/s   p99 %8s ms\n' "$mode" "$name" "$rps" "$p99"
+    eval "R_${mode}_${name}=$rps"
+  done
+  awk -v t="$(eval echo "\$R_${mode}_tls")" -v p="$(eval echo "\$R_${mode}_plain")" -v m="$mode" \
+    'BEGIN { if (p > 0) printf "  %-10s tls/plain: %.3f\n", m, t / p }'
+done
+echo "  TLS: $(echo | openssl s_client -connect "127.0.0.1:$P_TLS" 2>/dev/null | awk -F': *' '/Protocol  *:/ { p = $2 } /Cipher  *:/ { c = $2 } END { print p ", " c }')"
+echo "  compilers running at the end (a shared machine): $(ps -eo comm= | grep -cE '^(cc1plus|cc1|ld)$' || true)"
