@@ -62,7 +62,7 @@ std::string s_client(const TempDir& dir, std::uint16_t port, const std::string& 
 TEST_CASE("HTTPS on the event engine: TLS 1.2 or newer, ALPN http/1.1, and plain HTTP gets no answer", "[tls]") {
     TempDir certs;
     make_certificate(certs, "one");
-    TestServer server(config_yaml("  hello: {}\n", "server:\n" + tls_section(certs)), kEvent);
+    TestServer server(config_yaml("  hello: {}\n  notes: {}\n", "server:\n" + tls_section(certs)), kEvent);
     const std::string url = "https://localhost:" + std::to_string(server.port()) + "/hello/tls";
     auto curl = sh(certs, "curl -sS --max-time 10 --cacert '" + (certs.path() / "cert.pem").string() +
                               "' -w '\\n%{http_code} %{ssl_verify_result}' " + url,
@@ -76,6 +76,18 @@ TEST_CASE("HTTPS on the event engine: TLS 1.2 or newer, ALPN http/1.1, and plain
     CHECK_THAT(s_client(certs, server.port(), "-tls1_2", "tls12"), Contains("Protocol  : TLSv1.2"));
     auto legacy = s_client(certs, server.port(), "-tls1_2 -cipher AES128-SHA", "no-forward-secrecy");
     CHECK_THAT(legacy, Contains("handshake failure") || Contains("no cipher"));
+
+    // trellis.base_url is https://: notes' Link to the next page says so.
+    const std::string curl_tls = "curl -sS --max-time 10 --cacert '" + (certs.path() / "cert.pem").string() + "' ";
+    const std::string notes = "https://localhost:" + std::to_string(server.port()) + "/notes";
+    for (const char* title : {"first", "second"})
+        REQUIRE(sh(certs, curl_tls + "-H 'Content-Type: application/json' -d '{\"title\": \"" + title + "\"}' " + notes,
+                   std::string("post-") + title)
+                    .code == 0);
+    auto page = sh(certs, curl_tls + "-i '" + notes + "?limit=1'", "page");
+    INFO(page.output);
+    CHECK_THAT(page.output, Contains("link: <" + notes + "?limit=1&cursor=") ||
+                                Contains("Link: <" + notes + "?limit=1&cursor="));
 
     // A plain HTTP request to the TLS port is not a handshake: the connection closes.
     CHECK_THROWS(http_request(server.port(), "GET", "/hello/plain"));
