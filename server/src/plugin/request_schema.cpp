@@ -76,6 +76,8 @@ std::optional<std::string> check_schema(json& schema, const std::string& pointer
     std::optional<std::string> pattern;
     for (auto& [key, value] : schema.items()) {
         const std::string at = pointer + "/" + escape_token(key);
+        if (key.rfind("x-trellis-", 0) == 0)
+            return "'" + at + "': keywords starting with x-trellis- are the host's own";
         if (key.rfind("x-", 0) == 0 || kAnnotations.count(key) || kPlainKeywords.count(key)) continue;
         if (key == "$schema") {
             if (!value.is_string() || (value != "http://json-schema.org/draft-07/schema#" &&
@@ -99,8 +101,10 @@ std::optional<std::string> check_schema(json& schema, const std::string& pointer
                        "; look-around and back-references are not supported)";
             pattern = value.get<std::string>();
         } else if (kSubschemaKeywords.count(key)) {
-            if (key == "additionalProperties" && value == false) value = {{std::string(kUnlistedKeyword), true}};
-            if (auto error = check_schema(value, at)) return error;
+            if (key == "additionalProperties" && value == false)
+                value = {{std::string(kUnlistedKeyword), true}};  // our own: not checked again
+            else if (auto error = check_schema(value, at))
+                return error;
         } else if (key == "items") {
             if (value.is_array()) {
                 for (std::size_t i = 0; i < value.size(); ++i)
