@@ -143,5 +143,5 @@ for mode in keepalive new; do
   awk -v t="$(eval echo "\$R_${mode}_tls")" -v p="$(eval echo "\$R_${mode}_plain")" -v m="$mode" \
     'BEGIN { if (p > 0) printf "  %-10s tls/plain: %.3f\n", m, t / p }'
 done
-echo "  TLS: $(echo | openssl s_client -connect "127.0.0.1:$P_TLS" 2>/dev/null | awk -F': *' '/Protocol  *:/ { p = $2 } /Cipher  *:/ { c = $2 } END { print p ", " c }')"
+echo "  negotiated: $(openssl s_client -connect "127.0.0.1:$P_TLS" </dev/null 2>/dev/null | sed -n 's/^New, //p' | head -1)"
 echo "  compilers running at the end (a shared machine): $(ps -eo comm= | grep -cE '^(cc1plus|cc1|ld)$' || true)"
