@@ -14,12 +14,16 @@ using Catch::Matchers::Contains;
 namespace {
 
 const Headers json_type{{"Content-Type", "application/json"}};
+// GET /alpha/items requires the scope items:read; the fixture's `scopes` middleware grants it.
+const Headers reader{{"X-Test-Scopes", "items:read"}};
 
 int handler_calls(const TestServer& server) { return server.get("/alpha/validated-calls").json()["calls"].get<int>(); }
 
 TestServer validated_server(const std::string& alpha_extra = {}) {
     return TestServer(
-        config_yaml("  alpha:\n    config: {validation: true, middleware: [deny]}\n    middleware: [alpha.deny]\n" + alpha_extra));
+        config_yaml("  alpha:\n    config: {validation: true, middleware: [deny, scopes]}\n"
+                    "    middleware: [alpha.deny, alpha.scopes]\n" +
+                    alpha_extra));
 }
 
 // The `field` of every listed error.
@@ -91,19 +95,19 @@ TEST_CASE("a long string under a pattern is checked without exhausting the stack
 TEST_CASE("query parameters are converted by their schema's types and a bad query gets 400 invalid_query",
           "[validation]") {
     TestServer server = validated_server();
-    auto ok = server.get("/alpha/items?limit=10&ratio=0.5&flag=true&tag=a&tag=b&q=x");
+    auto ok = server.get("/alpha/items?limit=10&ratio=0.5&flag=true&tag=a&tag=b&q=x", reader);
     REQUIRE(ok.status == 200);
     CHECK(ok.json()["query"]["tag"].size() == 2);
 
-    auto bad = server.get("/alpha/items?limit=0&ratio=abc&flag=yes&tag=c&unknown=1&q=x&q=y");
+    auto bad = server.get("/alpha/items?limit=0&ratio=abc&flag=yes&tag=c&unknown=1&q=x&q=y", reader);
     CHECK(bad.status == 400);
     CHECK(bad.json()["code"] == "invalid_query");
     auto listed = fields(bad);
     for (const char* field : {"/limit", "/ratio", "/flag", "/tag/0", "/q", "/unknown"})
         CHECK(std::find(listed.begin(), listed.end(), field) != listed.end());
     CHECK_THAT(bad.body, Contains("must be given at most once") && Contains("not a listed property"));
-    CHECK(server.get("/alpha/items?limit=12abc").status == 400);
-    CHECK(server.get("/alpha/items?limit=99999999999999999999999").status == 400);
+    CHECK(server.get("/alpha/items?limit=12abc", reader).status == 400);
+    CHECK(server.get("/alpha/items?limit=99999999999999999999999", reader).status == 400);
     CHECK(handler_calls(server) == 1);
 }
 
@@ -133,7 +137,7 @@ TEST_CASE("validation runs after the middleware: a refused client never sees sch
 
 TEST_CASE("the matched route and its declared scopes reach middleware and handler as attributes", "[validation]") {
     TestServer server = validated_server();
-    auto r = server.get("/alpha/items");
+    auto r = server.get("/alpha/items", reader);
     REQUIRE(r.status == 200);
     CHECK(r.json()["route"] == "GET /alpha/items");
     CHECK(r.json()["scopes"] == R"(["items:read"])");
@@ -162,4 +166,69 @@ TEST_CASE("a schema the host cannot check refuses the plugin at load, naming the
         // The others keep serving.
         CHECK(server.get("/alpha/count").status == 200);
     }
+}
+
+TEST_CASE("the host enforces a route's scopes after the middleware: 401 without a principal, 403 without a scope",
+          "[validation][scopes]") {
+    TestServer server = validated_server();
+    auto anonymous = server.get("/alpha/items");
+    CHECK(anonymous.status == 401);
+    CHECK(anonymous.json()["code"] == "unauthenticated");
+    CHECK(anonymous.header("Content-Type") == "application/problem+json");
+    CHECK(anonymous.header("WWW-Authenticate") == "Bearer realm=\"trellis\"");
+
+    auto other = server.get("/alpha/items?limit=0", {{"X-Test-Scopes", "items:write other"}});
+    CHECK(other.status == 403);  // before validation: limit=0 is never reported
+    CHECK(other.json()["code"] == "insufficient_scope");
+    CHECK(other.json()["missing_scopes"] == nlohmann::json::array({"items:read"}));
+    CHECK_THAT(other.header("WWW-Authenticate").value_or(""), Contains("error=\"insufficient_scope\"") && Contains("scope=\"items:read\""));
+
+    CHECK(server.get("/alpha/items", {{"X-Test-Scopes", "other items:read"}}).status == 200);
+    // A route without scopes or security stays public.
+    CHECK(server.get("/alpha/items/7").status == 200);
+    CHECK(handler_calls(server) == 2);
+}
+
+TEST_CASE("plugins.NAME.scopes replaces a route's declared scopes and protects a route that declares none",
+          "[validation][scopes]") {
+    TestServer server = validated_server(
+        "    scopes:\n"
+        "      \"GET /alpha/items\": [items:list]\n"
+        "      \"GET /alpha/items/{id}\": []\n");
+    CHECK(server.get("/alpha/items", reader).status == 403);
+    auto listed = server.get("/alpha/items", {{"X-Test-Scopes", "items:list"}});
+    REQUIRE(listed.status == 200);
+    CHECK(listed.json()["scopes"] == R"(["items:list"])");
+    // An empty list: any authenticated caller.
+    CHECK(server.get("/alpha/items/7").status == 401);
+    CHECK(server.get("/alpha/items/7", {{"X-Test-Scopes", ""}}).status == 200);
+
+    // The OpenAPI document shows what the host enforces.
+    const auto doc = server.get("/openapi.json").json();
+    CHECK(doc["paths"]["/alpha/items"]["get"]["x-trellis-scopes"] == nlohmann::json::array({"items:list"}));
+    CHECK(doc["paths"]["/alpha/items/{id}"]["get"]["security"] == nlohmann::json::parse(R"([{"bearer": []}])"));
+    CHECK(doc["paths"]["/alpha/items/{id}"]["get"]["responses"].contains("401"));
+}
+
+TEST_CASE("plugins.NAME.scopes naming a route the plugin does not have refuses the plugin", "[validation][scopes]") {
+    TestServer server(config_yaml(
+        "  alpha:\n    config: {validation: true}\n    scopes:\n      \"GET /alpha/itemz\": [items:read]\n"));
+    const auto* alpha = find_report(server.runtime(), "alpha");
+    REQUIRE(alpha != nullptr);
+    CHECK(alpha->status == runtime::PluginStatus::failed);
+    CHECK_THAT(alpha->reason, Contains("plugins.alpha.scopes") && Contains("'GET /alpha/itemz' is not a route") &&
+                                  Contains("GET /alpha/items"));
+}
+
+TEST_CASE("a malformed plugins.NAME.scopes names the file, the line and the key", "[validation][scopes][config]") {
+    TempDir dir;
+    auto file = dir.write("trellis.yaml", config_yaml("  alpha:\n    scopes:\n      \"items\": [a]\n"
+                                                      "      \"GET /x\": [\"two words\"]\n"));
+    auto loaded = config::load({file, {}});
+    REQUIRE_FALSE(loaded.has_value());
+    std::string all;
+    for (const auto& error : loaded.error()) all += error + "\n";
+    CHECK_THAT(all, Contains("trellis.yaml:5") && Contains("plugins.alpha.scopes.items") &&
+                        Contains("expected a route as METHOD and path template"));
+    CHECK_THAT(all, Contains("trellis.yaml:6") && Contains("expected a scope"));
 }

@@ -655,7 +655,7 @@ constexpr std::array<std::string_view, 5> kDatabaseKeys{"url", "pool_size", "acq
 constexpr std::array<std::string_view, 7> kLoggingKeys{"level",  "format",        "access_log", "levels",
                                                        "output", "access_output", "buffer_size"};
 constexpr std::array<std::string_view, 1> kMetricsKeys{"enabled"};
-constexpr std::array<std::string_view, 5> kPluginKeys{"enabled", "required", "mount", "middleware", "config"};
+constexpr std::array<std::string_view, 6> kPluginKeys{"enabled", "required", "mount", "middleware", "scopes", "config"};
 constexpr std::array<std::string_view, 7> kLevels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kFormats{"text", "json"};
 constexpr std::array<std::string_view, 2> kEngines{"event", "poco"};
@@ -1086,6 +1086,30 @@ void read_plugin_config(const Node& node, const std::string& path, PluginConfig&
     if (plugin.config.is_null()) plugin.config = json::object();
 }
 
+// plugins.NAME.scopes: {"GET /notes/{id}": [notes.read], ...}. Whether each route exists is
+// checked when the plugin loads (runtime), since only its registration knows its routes.
+void read_route_scopes(const Node& node, const std::string& path, PluginConfig& plugin, Errors& errors) {
+    if (!is_section(node, path, " such as {\"GET /notes/{id}\": [notes.read]}", errors)) return;
+    static const std::regex route_key(R"([A-Z]+ /[^\s]*)");
+    auto check_scope = [](std::string_view scope) -> tl::expected<void, std::string> {
+        if (!scope.empty() && std::all_of(scope.begin(), scope.end(), [](unsigned char c) {
+                return c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+            }))
+            return {};
+        return tl::unexpected(std::string("expected a scope (printable ASCII, no space, quote or backslash)"));
+    };
+    for (const Entry& route : node.entries) {
+        const std::string key = path + "." + route.key;
+        if (!std::regex_match(route.key, route_key)) {
+            fail(errors, route.key_origin, key,
+                 "expected a route as METHOD and path template, such as \"GET /notes/{id}\" (the mount included)");
+            continue;
+        }
+        auto scopes = read_checked_list(route.value, key, "a list of scopes", check_scope, errors);
+        if (scopes) plugin.scopes[route.key] = RouteScopes{std::move(*scopes), route.key_origin};
+    }
+}
+
 void read_plugin_key(const Entry& entry, PluginConfig& plugin, Errors& errors) {
     const std::string path = "plugins." + plugin.name + "." + entry.key;
     const Node& value = entry.value;
@@ -1097,6 +1121,8 @@ void read_plugin_key(const Entry& entry, PluginConfig& plugin, Errors& errors) {
         assign(plugin.mount, read_mount(value, path, errors));
     else if (entry.key == "middleware")
         assign(plugin.middleware, read_middleware(value, path, errors));
+    else if (entry.key == "scopes")
+        read_route_scopes(value, path, plugin, errors);
     else if (entry.key == "config")
         read_plugin_config(value, path, plugin, errors);
     else

@@ -150,12 +150,21 @@ struct OpenApiConfig {
     std::string title = "Trellis API";   // info.title
 };
 
+// A route's required scopes as the admin configured them (plugins.NAME.scopes).
+struct RouteScopes {
+    std::vector<std::string> scopes;  // may be empty: authentication without a scope
+    Origin origin;                    // where the key was set
+};
+
 struct PluginConfig {
     std::string name;
     bool enabled = true;
     bool required = false;
     std::string mount;                    // "/<name>" unless configured; "/" allowed
     std::vector<std::string> middleware;  // applied to this plugin's routes, in order
+    // "METHOD /mount/path" as in the attribute trellis.route: the scopes that route requires,
+    // instead of those its metadata declares. The host enforces them after the middleware.
+    std::map<std::string, RouteScopes> scopes;
     nlohmann::json config = nlohmann::json::object();
     // JSON pointer inside `config` ("" for the section itself, "/greeting", "/a/0")
     // mapped to where that value was set, so schema errors can name file and line.

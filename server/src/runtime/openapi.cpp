@@ -136,12 +136,22 @@ json openapi_document(const Runtime& runtime) {
                                   {"4XX", problem_response("The request was refused (see `code`)")},
                                   {"5XX", problem_response("The server could not answer")}};
 
-        if (json security = parse_or_null(route.security_json); security.is_array() && !security.empty()) {
-            operation["security"] = security;
-            for (const auto& requirement : security)
-                for (const auto& [scheme, scopes] : requirement.items()) schemes_used.insert(scheme);
+        if (target.requires_auth) {
+            // The route's requirements, or bearer tokens when only scopes say it needs a
+            // principal; the effective scopes (config wins) are listed with each scheme.
+            json security = parse_or_null(route.security_json);
+            if (!security.is_array() || security.empty()) security = json::array({json{{"bearer", json::array()}}});
+            for (auto& requirement : security)
+                for (auto& [scheme, scopes] : requirement.items()) {
+                    scopes = target.scopes;
+                    schemes_used.insert(scheme);
+                }
+            operation["security"] = std::move(security);
+            operation["x-trellis-scopes"] = target.scopes;
+            operation["responses"]["401"] = problem_response("No credentials, or credentials the server refuses");
+            if (!target.scopes.empty())
+                operation["responses"]["403"] = problem_response("The credentials lack a required scope");
         }
-        if (json scopes = parse_or_null(route.scopes_json); scopes.is_array()) operation["x-trellis-scopes"] = scopes;
         operation["x-trellis-plugin"] = plugin;
 
         std::string method = target.method;

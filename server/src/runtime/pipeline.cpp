@@ -32,12 +32,41 @@ struct Terminal {
 };
 
 // What runs after the last middleware: the route's handler, or the host's own answer.
+// The route's required scopes against the attribute auth.scopes that an authenticating
+// middleware set (a JSON array); answers 401 or 403 and returns false when they fall short.
+bool authorized(const RouteTarget& target, const http::Request& request, http::Response& response) {
+    const auto granted_text = request.attributes.find("auth.scopes");
+    if (granted_text == request.attributes.end()) {
+        http::set_problem(response, request, 401, "unauthenticated",
+                          "This resource needs authentication: send credentials the server accepts.");
+        response.set_header("WWW-Authenticate", target.challenge);
+        return false;
+    }
+    const auto granted = nlohmann::json::parse(granted_text->second, nullptr, false);
+    std::vector<std::string> missing;
+    for (const auto& scope : target.scopes)
+        if (!granted.is_array() || std::find(granted.begin(), granted.end(), scope) == granted.end())
+            missing.push_back(scope);
+    if (missing.empty()) return true;
+    std::string listed;
+    for (const auto& scope : target.scopes) listed += (listed.empty() ? "" : " ") + scope;
+    http::set_problem(response, request, 403, "insufficient_scope",
+                      "The credentials lack a scope this resource needs.",
+                      nlohmann::json{{"required_scopes", target.scopes}, {"missing_scopes", missing}});
+    if (target.challenge.starts_with("Bearer"))
+        response.set_header("WWW-Authenticate", "Bearer realm=\"trellis\", error=\"insufficient_scope\", scope=\"" +
+                                                    listed + "\"");
+    return false;
+}
+
 trellis_status run_terminal(void* context) {
     auto& t = *static_cast<Terminal*>(context);
     using Kind = http::RouteMatch::Kind;
     switch (t.match->kind) {
         case Kind::found: {
-            const auto& route = *t.runtime->target(t.match->route_id).route;
+            const auto& target = t.runtime->target(t.match->route_id);
+            const auto& route = *target.route;
+            if (target.requires_auth && !authorized(target, *t.request, *t.response)) return TRELLIS_OK;
             // 1.4: after the middleware (so that unauthenticated clients never see schema
             // errors), before the handler, which never sees a request that does not match.
             if (route.schemas)
@@ -308,8 +337,7 @@ void Pipeline::run(Work& work) const noexcept {
             // declares (1.4).
             const auto& target = runtime.target(match.route_id);
             request.attributes.insert_or_assign("trellis.route", target.label);
-            if (!target.route->scopes_json.empty())
-                request.attributes.insert_or_assign("trellis.route_scopes", target.route->scopes_json);
+            if (!target.scopes_json.empty()) request.attributes.insert_or_assign("trellis.route_scopes", target.scopes_json);
         }
 
         trellis_request abi_request{&request, {}};

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "db/migrations.hpp"
 #include "metrics/metrics.hpp"
@@ -209,7 +212,7 @@ private:
             if (!found) return fail(r, "key 'plugins." + r.name + ".middleware': " + found.error());
             chain.push_back(*found);
         }
-        if (auto ok = add_routes(**instance, r, chain); !ok) return fail(r, ok.error());
+        if (auto ok = add_routes(**instance, r, chain, c.config->scopes); !ok) return fail(r, ok.error());
 
         r.status = PluginStatus::loaded;
         for (auto& binding : bindings) rt_.bindings_.push_back(std::move(binding));
@@ -271,7 +274,8 @@ private:
     }
 
     tl::expected<void, std::string> add_routes(const plugin::Instance& instance, const PluginReport& r,
-                                               const std::vector<const plugin::MiddlewareBinding*>& chain) {
+                                               const std::vector<const plugin::MiddlewareBinding*>& chain,
+                                               const std::map<std::string, config::RouteScopes>& scopes) {
         // Check every route first so that a refused plugin leaves no route behind.
         http::Router own;
         for (const auto& route : instance.routes()) {
@@ -281,13 +285,53 @@ private:
                                       clash->path_template + " of " + clash->owner + ", which keeps serving it");
             if (auto ok = own.add(route.method, full, 0, describe(r)); !ok) return tl::unexpected(ok.error());
         }
+        std::set<std::string> labels;
+        for (const auto& route : instance.routes()) labels.insert(route.method + " " + http::join_mount(r.mount, route.path));
+        for (const auto& [label, configured] : scopes)
+            if (!labels.count(label))
+                return tl::unexpected("key 'plugins." + r.name + ".scopes' (" + configured.origin.describe() + "): '" +
+                                      label + "' is not a route of the plugin; its routes: " +
+                                      join(std::vector<std::string>(labels.begin(), labels.end()), ", "));
         for (const auto& route : instance.routes()) {
             auto full = http::join_mount(r.mount, route.path);
             (void)rt_.router_.add(route.method, full, rt_.targets_.size(), describe(r));
-            rt_.targets_.push_back(RouteTarget{&instance, &route, route.method, full, route.method + " " + full, {}});
+            RouteTarget target;
+            target.instance = &instance;
+            target.route = &route;
+            target.method = route.method;
+            target.full_path = full;
+            target.label = route.method + " " + full;
+            set_access(target, scopes);
+            rt_.targets_.push_back(std::move(target));
             plugin_chains_.push_back(chain);
         }
         return {};
+    }
+
+    // Which routes need a principal, and which scopes: the admin's plugins.NAME.scopes, else
+    // what the route declares (scopes, or a security requirement without scopes).
+    static void set_access(RouteTarget& target, const std::map<std::string, config::RouteScopes>& configured) {
+        const auto security = nlohmann::json::parse(target.route->security_json, nullptr, false);
+        std::set<std::string> schemes;
+        if (security.is_array())
+            for (const auto& requirement : security)
+                if (requirement.is_object())
+                    for (const auto& [scheme, unused] : requirement.items()) schemes.insert(scheme);
+        if (auto it = configured.find(target.label); it != configured.end()) {
+            target.requires_auth = true;
+            target.scopes = it->second.scopes;
+        } else {
+            const auto declared = nlohmann::json::parse(target.route->scopes_json, nullptr, false);
+            if (declared.is_array())
+                for (const auto& scope : declared) target.scopes.push_back(scope.get<std::string>());
+            target.requires_auth = !target.scopes.empty() || !schemes.empty();
+        }
+        if (!target.requires_auth) return;
+        target.scopes_json = nlohmann::json(target.scopes).dump();
+        // Without a declared scheme, bearer tokens are the default way to authenticate.
+        if (schemes.empty() || schemes.count("bearer")) target.challenge = "Bearer realm=\"trellis\"";
+        if (schemes.count("apiKey"))
+            target.challenge += (target.challenge.empty() ? "" : ", ") + std::string("ApiKey realm=\"trellis\"");
     }
 
     config::Errors resolve_global_chain() {

@@ -43,6 +43,13 @@ struct RouteTarget {
     std::string full_path;                                // mount + route path
     std::string label;                                    // "METHOD full_path" (attribute trellis.route)
     std::vector<const plugin::MiddlewareBinding*> chain;  // global, then the plugin's own
+    // Access (ABI 1.4 metadata, or plugins.NAME.scopes, which wins): when `requires_auth`,
+    // the host answers 401 unless a middleware set the attribute auth.scopes, and 403 unless
+    // those hold every one of `scopes`. `scopes_json` is the attribute trellis.route_scopes.
+    bool requires_auth = false;
+    std::vector<std::string> scopes;
+    std::string scopes_json;
+    std::string challenge;  // WWW-Authenticate of a 401 ("Bearer realm=\"trellis\"", ...)
     // The handler and every middleware of its chain declared non-blocking (ABI 1.2): the
     // whole request may run on an event loop.
     bool runs_inline = false;
