@@ -19,9 +19,20 @@ using nlohmann::json;
 
 namespace {
 
-// The bundled plugins (hello, notes, security) and a fixture with validated routes.
-const std::string kBundled =
-    "  hello: {}\n  notes: {}\n  security: {}\n  alpha:\n    config: {validation: true}\n";
+// Every bundled plugin and a fixture with validated routes; auth's signing key is made in
+// `keys` by openssl.
+std::string bundled(const TempDir& keys) {
+    const auto key = keys.path() / "auth.pem";
+    if (!std::filesystem::exists(key)) {
+        Process made({"/usr/bin/openssl", "genpkey", "-algorithm", "ed25519", "-out", key.string()}, minimal_environment(),
+                     keys.path() / "openssl.out");
+        REQUIRE(made.wait(30s) == 0);
+    }
+    return "  hello: {}\n  notes: {}\n  security: {}\n"
+           "  auth:\n    config:\n      keys: [{kid: k1, private_key: " + key.string() + "}]\n"
+           "  alpha:\n    config: {validation: true}\n";
+}
+const std::vector<std::string> kBundledPlugins{"hello", "notes", "security", "auth"};
 
 // "GET /notes/{id}" for every operation of the document.
 std::set<std::string> operations(const json& doc) {
@@ -44,7 +55,12 @@ const json& operation(const json& doc, const std::string& path, const std::strin
 }  // namespace
 
 TEST_CASE("GET /openapi.json lists every route of the enabled plugins with their schemas", "[openapi]") {
-    TestServer server(config_yaml(kBundled));
+    TempDir keys;
+    TestServer server(config_yaml(bundled(keys)));
+    for (const auto& name : kBundledPlugins) {
+        INFO(name);
+        REQUIRE(find_report(server.runtime(), name)->status == runtime::PluginStatus::loaded);
+    }
     auto r = server.get("/openapi.json");
     REQUIRE(r.status == 200);
     CHECK(r.header("Content-Type") == "application/json");
@@ -91,6 +107,21 @@ TEST_CASE("GET /openapi.json lists every route of the enabled plugins with their
     std::set<std::string> ids;
     for (const auto& [path, entry] : doc["paths"].items())
         for (const auto& [method, op] : entry.items()) CHECK(ids.insert(op["operationId"].get<std::string>()).second);
+
+    // The bundled plugins describe every route: a summary, and a schema for every body.
+    for (const auto& [path, entry] : doc["paths"].items())
+        for (const auto& [method, op] : entry.items()) {
+            if (op["x-trellis-plugin"] == "alpha") continue;
+            INFO(method << " " << path);
+            CHECK(op.contains("summary"));
+            if (method == "post" || method == "put" || method == "patch")
+                CHECK(op["requestBody"]["content"]["application/json"].contains("schema"));
+        }
+    const json& me = operation(doc, "/auth/me", "get");
+    CHECK(me["security"] == json::parse(R"([{"bearer": []}])"));
+    CHECK(me["responses"].contains("401"));
+    CHECK(operation(doc, "/auth/login", "post")["requestBody"]["content"]["application/json"]["schema"]["required"] ==
+          json{"name", "password"});
 }
 
 TEST_CASE("the OpenAPI document passes an external OpenAPI 3.1 validator", "[openapi]") {
@@ -98,7 +129,8 @@ TEST_CASE("the OpenAPI document passes an external OpenAPI 3.1 validator", "[ope
     INFO("the validator is installed by ./dev deps into tests/openapi/node_modules (npm ci)");
     REQUIRE(std::filesystem::exists(validator.parent_path() / "node_modules/@seriousme/openapi-schema-validator"));
 
-    TestServer server(config_yaml(kBundled));
+    TempDir keys;
+    TestServer server(config_yaml(bundled(keys)));
     auto r = server.get("/openapi.json");
     REQUIRE(r.status == 200);
     const auto file = server.dir().path() / "openapi.json";
@@ -156,11 +188,12 @@ TEST_CASE("a bad openapi section names the file, the line and the key", "[openap
 }
 
 TEST_CASE("trellis openapi prints the document GET /openapi.json serves", "[openapi][cli]") {
-    TestServer server(config_yaml(kBundled));
+    TempDir keys;
+    TestServer server(config_yaml(bundled(keys)));
     const json served = server.get("/openapi.json").json();
 
     TempDir dir;
-    auto config = dir.write("trellis.yaml", config_yaml(kBundled));
+    auto config = dir.write("trellis.yaml", config_yaml(bundled(keys)));
     Process p({TRELLIS_TEST_BINARY, "openapi", "-c", config.string()}, minimal_environment(), dir.path() / "out");
     auto code = p.wait(60s);
     REQUIRE(code.has_value());
