@@ -538,9 +538,11 @@ private:
             throw HttpError(429, "too_many_attempts", "Too many failed logins; try again later.");
         }
 
-        auto connection = db_->connect();
         std::string hash;
-        auto principal = find_user(connection, "name", name, &hash);
+        auto principal = [&] {
+            auto connection = db_->connect();  // not held during the argon2id work
+            return find_user(connection, "name", name, &hash);
+        }();
         // Unknown names verify against a dummy hash: the same work and the same answer.
         const bool match = crypto_pwhash_str_verify(principal ? hash.c_str() : dummy_hash_.c_str(), password.data(),
                                                     password.size()) == 0;
@@ -551,6 +553,7 @@ private:
             throw HttpError(401, "invalid_credentials", "The name or the password is wrong.");
         }
         accounts_->clear(name);
+        auto connection = db_->connect();
         if (crypto_pwhash_str_needs_rehash(hash.c_str(), opslimit_, memlimit_) != 0)
             connection.execute("UPDATE auth_users SET password_hash = :hash WHERE id = :id",
                                {{"hash", hash_password(password)}, {"id", std::stoll(principal->id)}});
@@ -747,7 +750,7 @@ private:
         const std::int64_t now = now_seconds();
         const auto number = [&](const char* name) -> std::optional<std::int64_t> {
             const auto it = claims.find(name);
-            if (it == claims.end() || !it->is_number()) return std::nullopt;
+            if (it == claims.end() || !it->is_number_integer()) return std::nullopt;
             return it->get<std::int64_t>();
         };
         const auto audience = claims.value("aud", json());
