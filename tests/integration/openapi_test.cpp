@@ -30,9 +30,10 @@ std::string bundled(const TempDir& keys) {
     }
     return "  hello: {}\n  notes: {}\n  security: {}\n"
            "  auth:\n    config:\n      keys: [{kid: k1, private_key: " + key.string() + "}]\n"
+           "  api_keys: {}\n"
            "  alpha:\n    config: {validation: true}\n";
 }
-const std::vector<std::string> kBundledPlugins{"hello", "notes", "security", "auth"};
+const std::vector<std::string> kBundledPlugins{"hello", "notes", "security", "auth", "api_keys"};
 
 // "GET /notes/{id}" for every operation of the document.
 std::set<std::string> operations(const json& doc) {
