@@ -431,6 +431,39 @@ private:
         trellis::RouteInfo me{"The caller's account", {"auth"}, nullptr, user_schema()};
         me.security = bearer;
         context.get("/me", [this](trellis::Request& rq, trellis::Response& rs) { whoami(rq, rs); }, me);
+
+        // Account administration: the host lets only callers with auth.admin through.
+        const json id_path = object_schema({{"id", {{"type", "integer"}, {"minimum", 1}}}}, {"id"});
+        trellis::RouteInfo list{"List the accounts (admin)", {"auth"}, nullptr,
+                                {{"type", "object"},
+                                 {"required", {"items"}},
+                                 {"properties", {{"items", {{"type", "array"}, {"items", user_schema()}}}}}}};
+        list.scopes = {"auth.admin"};
+        list.security = bearer;
+        context.get("/users", [this](trellis::Request&, trellis::Response& rs) { list_users(rs); }, list);
+        trellis::RouteInfo change{"Change an account's scopes, or set a new password (admin); either revokes its "
+                                  "refresh tokens",
+                                  {"auth"},
+                                  {{"type", "object"},
+                                   {"additionalProperties", false},
+                                   {"minProperties", 1},
+                                   {"properties",
+                                    {{"scopes", {{"type", "array"},
+                                                 {"maxItems", 100},
+                                                 {"items", string_schema(1, 128, kScopePattern)}}},
+                                     {"password", string_schema(1, 1024)}}}},
+                                  user_schema()};
+        change.path_schema = id_path;
+        change.scopes = {"auth.admin"};
+        change.security = bearer;
+        context.patch("/users/{id}", [this](trellis::Request& rq, trellis::Response& rs) { change_user(rq, rs); },
+                      change);
+        trellis::RouteInfo remove{"Delete an account and its refresh tokens (admin)", {"auth"}, nullptr, nullptr};
+        remove.path_schema = id_path;
+        remove.scopes = {"auth.admin"};
+        remove.security = bearer;
+        context.del("/users/{id}", [this](trellis::Request& rq, trellis::Response& rs) { delete_user(rq, rs); },
+                    remove);
         // Public keys only: no database, so it can answer on the event loop.
         context.non_blocking().get(
             "/.well-known/jwks.json", [this](trellis::Request&, trellis::Response& rs) { jwks(rs); },
@@ -508,6 +541,62 @@ private:
                                 body.value("scopes", std::vector<std::string>{}));
         audit(request, "user_created", {{"user", user["name"]}, {"scopes", user["scopes"]}});
         response.status(201).json(user);
+    }
+
+    void list_users(trellis::Response& response) {
+        auto connection = db_->connect();
+        json items = json::array();
+        for (const auto& row : connection.query("SELECT id, name, scopes FROM auth_users ORDER BY id")) {
+            json scopes = json::parse(row.get<std::string>("scopes"), nullptr, false);
+            items.push_back({{"id", std::to_string(row.get<std::int64_t>("id"))},
+                             {"name", row.get<std::string>("name")},
+                             {"scopes", scopes.is_array() ? scopes : json::array()}});
+        }
+        response.json({{"items", items}});
+    }
+
+    // New scopes or a new password: the account's refresh tokens are revoked, so the change
+    // holds as soon as its access tokens expire.
+    void change_user(trellis::Request& request, trellis::Response& response) {
+        const std::int64_t id = std::stoll(std::string(*request.param("id")));
+        const json body = request.json_body();
+        std::optional<std::string> hash;
+        if (body.contains("password")) {
+            check_password_policy(body["password"]);
+            hash = hash_password(body["password"]);
+        }
+        const std::int64_t now = now_seconds();
+        auto connection = db_->connect();
+        auto transaction = connection.transaction();
+        auto user = find_user(connection, "id", id);
+        if (!user) throw HttpError(404, "not_found", "There is no account with this id.");
+        if (body.contains("scopes")) {
+            user->scopes = body["scopes"].get<std::vector<std::string>>();
+            connection.execute("UPDATE auth_users SET scopes = :scopes WHERE id = :id",
+                               {{"scopes", json(user->scopes).dump()}, {"id", id}});
+        }
+        if (hash)
+            connection.execute("UPDATE auth_users SET password_hash = :hash, password_changed_at = :now WHERE id = :id",
+                               {{"hash", *hash}, {"now", now}, {"id", id}});
+        connection.execute("UPDATE auth_refresh_tokens SET revoked_at = :now WHERE user_id = :id AND revoked_at IS NULL",
+                           {{"now", now}, {"id", id}});
+        transaction.commit();
+        audit(request, "user_changed",
+              {{"user", user->name}, {"scopes", user->scopes}, {"password_set", hash.has_value()}});
+        response.json({{"id", user->id}, {"name", user->name}, {"scopes", user->scopes}});
+    }
+
+    void delete_user(trellis::Request& request, trellis::Response& response) {
+        const std::int64_t id = std::stoll(std::string(*request.param("id")));
+        auto connection = db_->connect();
+        auto transaction = connection.transaction();
+        auto user = find_user(connection, "id", id);
+        if (!user) throw HttpError(404, "not_found", "There is no account with this id.");
+        connection.execute("DELETE FROM auth_refresh_tokens WHERE user_id = :id", {{"id", id}});
+        connection.execute("DELETE FROM auth_users WHERE id = :id", {{"id", id}});
+        transaction.commit();
+        audit(request, "user_deleted", {{"user", user->name}});
+        response.status(204);
     }
 
     std::optional<Principal> find_user(trellis::Connection& connection, const std::string& column,

@@ -483,3 +483,34 @@ TEST_CASE("with logging at debug no password, token or key reaches any log line"
         CHECK(log.find(secret) == std::string::npos);
     }
 }
+
+TEST_CASE("an admin lists, changes and deletes accounts; a change revokes the account's refresh tokens",
+          "[auth]") {
+    AuthServer a;
+    REQUIRE(a.create_user("root", "root's long password", {"auth.admin"}).status == 201);
+    const auto bob_id = a.create_user("bob", "bob's long password", {"notes.read"}).json()["id"].get<std::string>();
+    const std::string admin = a.login("root", "root's long password").json()["access_token"];
+    const json bob = a.login("bob", "bob's long password").json();
+    const Headers as_admin{{"Authorization", "Bearer " + admin}};
+    const Headers as_bob{{"Authorization", "Bearer " + bob["access_token"].get<std::string>()}};
+
+    auto listed = a.server->get("/auth/users", as_admin);
+    REQUIRE(listed.status == 200);
+    CHECK(listed.json()["items"].size() == 2);
+    CHECK_FALSE(listed.body.find("argon2") != std::string::npos);
+    CHECK(a.server->get("/auth/users", as_bob).status == 403);  // the host: auth.admin is missing
+    CHECK(a.server->get("/auth/users").status == 401);
+
+    auto changed = a.server->request("PATCH", "/auth/users/" + bob_id, R"({"scopes": ["notes.read", "notes.write"]})",
+                                     {as_admin[0], json_type[0]});
+    REQUIRE(changed.status == 200);
+    CHECK(changed.json()["scopes"] == json{"notes.read", "notes.write"});
+    CHECK(a.post("/auth/refresh", {{"refresh_token", bob["refresh_token"]}}).status == 401);
+    CHECK(a.login("bob", "bob's long password").json()["scope"] == "notes.read notes.write");
+    CHECK(a.server->request("PATCH", "/auth/users/999", R"({"scopes": []})", {as_admin[0], json_type[0]}).status == 404);
+    CHECK(a.server->request("PATCH", "/auth/users/" + bob_id, R"({})", {as_admin[0], json_type[0]}).status == 422);
+
+    CHECK(a.server->request("DELETE", "/auth/users/" + bob_id, "", as_admin).status == 204);
+    CHECK(a.login("bob", "bob's long password").status == 401);
+    CHECK(a.server->request("DELETE", "/auth/users/" + bob_id, "", as_admin).status == 404);
+}
