@@ -30,10 +30,10 @@ std::string bundled(const TempDir& keys) {
     }
     return "  hello: {}\n  notes: {}\n  security: {}\n"
            "  auth:\n    config:\n      keys: [{kid: k1, private_key: " + key.string() + "}]\n"
-           "  api_keys: {}\n"
+           "  api_keys: {}\n  rate_limit: {}\n"
            "  alpha:\n    config: {validation: true}\n";
 }
-const std::vector<std::string> kBundledPlugins{"hello", "notes", "security", "auth", "api_keys"};
+const std::vector<std::string> kBundledPlugins{"hello", "notes", "security", "auth", "api_keys", "rate_limit"};
 
 // "GET /notes/{id}" for every operation of the document.
 std::set<std::string> operations(const json& doc) {
