@@ -14,45 +14,13 @@
 #                script does not build
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="$ROOT/build"
-SECONDS_PER_RUN=5
-REPS=3
-CONNS=64
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seconds) SECONDS_PER_RUN="${2:?}"; shift 2 ;;
-    --reps) REPS="${2:?}"; shift 2 ;;
-    --conns) CONNS="${2:?}"; shift 2 ;;
-    --build) BUILD="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "metrics.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
-for n in "$SECONDS_PER_RUN" "$REPS" "$CONNS"; do
-  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "metrics.sh: expected a positive number, got '$n'" >&2; exit 2; }
-done
-TRELLIS="$BUILD/server/trellis"
-[ -x "$TRELLIS" ] || { echo "metrics.sh: no $TRELLIS; build first (./dev build)" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "metrics.sh: wrk is missing (./dev deps installs it)" >&2; exit 1; }
-
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-WORK="$(mktemp -d "$BUILD/metrics-run.XXXXXX")"
-declare -A PID=()
-cleanup() {
-  local pid
-  for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PID[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-read -r P_ON A_ON P_OFF A_OFF < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()')
+BENCH=metrics
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_options "$@"
+require wrk
+make_work
+read -r P_ON A_ON P_OFF A_OFF < <(free_ports 4)
 
 # start NAME PORT ADMIN_PORT ENABLED(true|false)
 start() {
@@ -74,28 +42,8 @@ plugins:
   hello:
     mount: /
 YAML
-  ( ulimit -n hard; exec taskset -c 0 "$TRELLIS" serve -c "$dir/trellis.yaml" ) </dev/null >>"$dir/trellis.log" 2>&1 &
-  PID[$name]=$!
-  for _ in $(seq 100); do
-    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/world" && return 0
-    kill -0 "${PID[$name]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "metrics.sh: the $name server did not start:" >&2
-  tail -5 "$dir/trellis.log" >&2
-  exit 1
+  run_trellis "$name" -sf "http://127.0.0.1:$port/world"
 }
-
-# measure PORT: one wrk run -> "rps p99_ms"
-measure() {
-  taskset -c 1 wrk -t 1 -c "$CONNS" -d "${SECONDS_PER_RUN}s" --timeout 10s --latency "http://127.0.0.1:$1/world" |
-    awk '
-      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-      /Requests\/sec/ { rps = $2 }
-      $1 == "99%" { p99 = ms($2) }
-      END { printf "%.0f %.3f\n", rps, p99 }'
-}
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 log "starting the on and off servers, pinned to CPU 0"
 start on "$P_ON" "$A_ON" true
@@ -108,7 +56,7 @@ for rep in $(seq "$REPS"); do
   log "repetition $rep/$REPS, $CONNS connections, ${SECONDS_PER_RUN} s per server"
   for name in on off; do
     port_var="P_${name^^}"
-    read -r rps p99 < <(measure "${!port_var}")
+    read -r rps p99 _ < <(measure "http://127.0.0.1:${!port_var}/world")
     RPS[$name]+="$rps "
     P99[$name]+="$p99 "
     : >"$WORK/$name/trellis.log"  # keep the access log's disk use bounded (O_APPEND)

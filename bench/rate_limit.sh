@@ -20,54 +20,20 @@
 #                script does not build
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="$ROOT/build"
-SECONDS_PER_RUN=5
-REPS=3
-CONNS=64
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seconds) SECONDS_PER_RUN="${2:?}"; shift 2 ;;
-    --reps) REPS="${2:?}"; shift 2 ;;
-    --conns) CONNS="${2:?}"; shift 2 ;;
-    --build) BUILD="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "rate_limit.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
-for n in "$SECONDS_PER_RUN" "$REPS" "$CONNS"; do
-  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "rate_limit.sh: expected a positive number, got '$n'" >&2; exit 2; }
-done
-TRELLIS="$BUILD/server/trellis"
-[ -x "$TRELLIS" ] || { echo "rate_limit.sh: no $TRELLIS; build first (./dev build)" >&2; exit 1; }
-[ -f "$BUILD/plugins/rate_limit.so" ] || { echo "rate_limit.sh: no $BUILD/plugins/rate_limit.so; build first" >&2; exit 1; }
-for tool in wrk curl redis-server redis-cli; do
-  command -v "$tool" >/dev/null || { echo "rate_limit.sh: $tool is missing (./dev deps installs it)" >&2; exit 1; }
-done
-
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-WORK="$(mktemp -d "$BUILD/rate_limit-run.XXXXXX")"
-declare -A PID=()
-cleanup() {
-  local pid
-  for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PID[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-read -r P_BASE A_BASE P_MEM A_MEM P_REF A_REF P_RED A_RED P_REDIS < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(9)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()')
+BENCH=rate_limit
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_options "$@"
+require wrk curl redis-server redis-cli
+[ -f "$BUILD/plugins/rate_limit.so" ] || die "no $BUILD/plugins/rate_limit.so; build first"
+make_work
+read -r P_BASE A_BASE P_MEM A_MEM P_REF A_REF P_RED A_RED P_REDIS < <(free_ports 9)
 
 log "starting redis-server on 127.0.0.1:$P_REDIS"
 mkdir -p "$WORK/redis"
 redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK/redis" \
   </dev/null >"$WORK/redis/redis.log" 2>&1 &
-PID[redis]=$!
+PID[redis-server]=$!  # not PID[redis]: that is the Trellis server of that name
 for _ in $(seq 50); do
   [ "$(redis-cli -p "$P_REDIS" ping 2>/dev/null)" = PONG ] && break
   sleep 0.1
@@ -98,29 +64,8 @@ plugins:
     mount: /
 $plugin
 YAML
-  ( ulimit -n hard; exec taskset -c 0 "$TRELLIS" serve -c "$dir/trellis.yaml" ) </dev/null >>"$dir/trellis.log" 2>&1 &
-  PID[$name]=$!
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/livez" && return 0
-    kill -0 "${PID[$name]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "rate_limit.sh: the $name server did not start:" >&2
-  tail -5 "$dir/trellis.log" >&2
-  exit 1
+  run_trellis "$name" -s "http://127.0.0.1:$port/livez"
 }
-
-# measure PORT: one wrk run -> "rps p99_ms non2xx"
-measure() {
-  taskset -c 1 wrk -t 1 -c "$CONNS" -d "${SECONDS_PER_RUN}s" --timeout 10s --latency "http://127.0.0.1:$1/world" |
-    awk '
-      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-      /Requests\/sec/ { rps = $2 }
-      /Non-2xx/ { non2xx = $NF }
-      $1 == "99%" { p99 = ms($2) }
-      END { printf "%.0f %.3f %d\n", rps, p99, non2xx }'
-}
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 WIDE='{policies: [{name: per_address, key: client_address, limit: 1000000000, window: 1h}]}'
 log "starting the baseline, memory, refused and redis servers, pinned to CPU 0"
@@ -147,7 +92,7 @@ redis_requests=0
 for rep in $(seq "$REPS"); do
   log "repetition $rep/$REPS, $CONNS connections, ${SECONDS_PER_RUN} s per server"
   for name in "${NAMES[@]}"; do
-    read -r rps p99 non2xx < <(measure "${PORT[$name]}")
+    read -r rps p99 non2xx < <(measure "http://127.0.0.1:${PORT[$name]}/world")
     RPS[$name]+="$rps "
     P99[$name]+="$p99 "
     NON2XX[$name]=$(( ${NON2XX[$name]:-0} + non2xx ))

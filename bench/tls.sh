@@ -17,47 +17,13 @@
 #                script does not build
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="$ROOT/build"
-SECONDS_PER_RUN=5
-REPS=3
-CONNS=64
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seconds) SECONDS_PER_RUN="${2:?}"; shift 2 ;;
-    --reps) REPS="${2:?}"; shift 2 ;;
-    --conns) CONNS="${2:?}"; shift 2 ;;
-    --build) BUILD="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "tls.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
-for n in "$SECONDS_PER_RUN" "$REPS" "$CONNS"; do
-  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "tls.sh: expected a positive number, got '$n'" >&2; exit 2; }
-done
-TRELLIS="$BUILD/server/trellis"
-[ -x "$TRELLIS" ] || { echo "tls.sh: no $TRELLIS; build first (./dev build)" >&2; exit 1; }
-for tool in wrk openssl curl; do
-  command -v "$tool" >/dev/null || { echo "tls.sh: $tool is missing (./dev deps installs it)" >&2; exit 1; }
-done
-
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-WORK="$(mktemp -d "$BUILD/tls-run.XXXXXX")"
-declare -A PID=()
-cleanup() {
-  local pid
-  for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PID[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-read -r P_PLAIN A_PLAIN P_TLS A_TLS < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()')
+BENCH=tls
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_options "$@"
+require wrk openssl curl
+make_work
+read -r P_PLAIN A_PLAIN P_TLS A_TLS < <(free_ports 4)
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -keyout "$WORK/key.pem" \
   -out "$WORK/cert.pem" -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
@@ -81,30 +47,8 @@ plugins:
   hello:
     mount: /
 YAML
-  ( ulimit -n hard; exec taskset -c 0 "$TRELLIS" serve -c "$dir/trellis.yaml" ) </dev/null >>"$dir/trellis.log" 2>&1 &
-  PID[$name]=$!
-  for _ in $(seq 100); do
-    curl -sf -o /dev/null --max-time 1 --cacert "$WORK/cert.pem" "$scheme://localhost:$port/world" && return 0
-    kill -0 "${PID[$name]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "tls.sh: the $name server did not start:" >&2
-  tail -5 "$dir/trellis.log" >&2
-  exit 1
+  run_trellis "$name" -sf --cacert "$WORK/cert.pem" "$scheme://localhost:$port/world"
 }
-
-# measure URL [wrk options...]: one wrk run -> "rps p99_ms"
-measure() {
-  local url="$1"
-  shift
-  taskset -c 1 wrk -t 1 -c "$CONNS" -d "${SECONDS_PER_RUN}s" --timeout 10s --latency "$@" "$url" |
-    awk '
-      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-      /Requests\/sec/ { rps = $2 }
-      $1 == "99%" { p99 = ms($2) }
-      END { printf "%.0f %.3f\n", rps, p99 }'
-}
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 log "starting the plain and tls servers, pinned to CPU 0"
 start plain "$P_PLAIN" "$A_PLAIN" http
@@ -121,9 +65,9 @@ for rep in $(seq "$REPS"); do
     for name in plain tls; do
       url_var="URL_$name"
       if [ "$mode" = new ]; then
-        read -r rps p99 < <(measure "${!url_var}" -H "Connection: close")
+        read -r rps p99 _ < <(measure "${!url_var}" -H "Connection: close")
       else
-        read -r rps p99 < <(measure "${!url_var}")
+        read -r rps p99 _ < <(measure "${!url_var}")
       fi
       RPS[$mode.$name]+="$rps "
       P99[$mode.$name]+="$p99 "
