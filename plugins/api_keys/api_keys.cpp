@@ -507,6 +507,14 @@ private:
         }
     }
 
+    // A key never makes (or rotates into) a key that outlives it, so a leaked short-lived key
+    // cannot buy a long-lived one; api_keys.admin may.
+    static std::int64_t capped_expiry(trellis::Connection& connection, const Caller& caller, std::int64_t wanted) {
+        if (caller.via_key.empty() || caller.admin) return wanted;
+        auto own = connection.query("SELECT expires_at FROM api_keys WHERE prefix = :prefix", {{"prefix", caller.via_key}});
+        return own.empty() ? wanted : std::min(wanted, own[0].get<std::int64_t>("expires_at"));
+    }
+
     void create(trellis::Request& request, trellis::Response& response) {
         const Caller caller = caller_of(request);
         const json body = request.json_body();  // checked against create_schema by the host
@@ -522,14 +530,7 @@ private:
         const std::int64_t expires_in_ms =
             body.contains("expires_in") ? body["expires_in"].get<std::int64_t>() * 1000 : default_expires_ms_;
         auto connection = db_->connect();
-        std::int64_t expires_at = now_ms() + expires_in_ms;
-        // A key never mints a key that outlives it (a leaked short-lived key must not buy a
-        // long-lived one); admins may.
-        if (!caller.via_key.empty() && !caller.admin) {
-            auto own = connection.query("SELECT expires_at FROM api_keys WHERE prefix = :prefix",
-                                        {{"prefix", caller.via_key}});
-            if (!own.empty()) expires_at = std::min(expires_at, own[0].get<std::int64_t>("expires_at"));
-        }
+        const std::int64_t expires_at = capped_expiry(connection, caller, now_ms() + expires_in_ms);
         auto [key, doc] = insert_key(connection, owner, body.value("name", ""), scopes, expires_at,
                                      caller.principal.id, std::nullopt, false);
         log_->warn("audit event=api_key_created key=" + key.prefix + " principal=" + log_value(owner.id) +
@@ -607,27 +608,12 @@ private:
                 "k:" + std::to_string(rows[static_cast<std::size_t>(limit) - 1].get<std::int64_t>("id"));
             std::string query = "?limit=" + std::to_string(limit) + "&cursor=" +
                                 base64url(reinterpret_cast<const unsigned char*>(last.data()), last.size());
-            if (principal) query += "&principal=" + url_encode(*principal);
+            if (principal) query += "&principal=" + trellis::url_encode(*principal);
             next = collection(request, 0) + query;
             const std::string base(request.attribute("trellis.base_url").value_or(""));
             response.header("Link", "<" + base + next.get<std::string>() + ">; rel=\"next\"");
         }
         response.json({{"items", items}, {"next", next}});
-    }
-
-    static std::string url_encode(std::string_view in) {
-        static constexpr char digits[] = "0123456789ABCDEF";
-        std::string out;
-        for (unsigned char c : in) {
-            if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-                out += static_cast<char>(c);
-            } else {
-                out += '%';
-                out += digits[c >> 4];
-                out += digits[c & 15];
-            }
-        }
-        return out;
     }
 
     void revoke(trellis::Request& request, trellis::Response& response) {
@@ -665,8 +651,9 @@ private:
         const std::int64_t expires_in_ms =
             body.contains("expires_in") ? body["expires_in"].get<std::int64_t>() * 1000 : default_expires_ms_;
         const Principal owner{old["principal"]["id"].get<std::string>(), old["principal"]["name"].get<std::string>()};
-        auto [key, doc] = insert_key(connection, owner, old["name"].get<std::string>(), scopes, now + expires_in_ms,
-                                     caller.principal.id, old["id"].get<std::string>(), true);
+        auto [key, doc] = insert_key(connection, owner, old["name"].get<std::string>(), scopes,
+                                     capped_expiry(connection, caller, now + expires_in_ms), caller.principal.id,
+                                     old["id"].get<std::string>(), true);
         // The old key keeps working for the overlap (never longer than it would have anyway).
         const std::int64_t overlap_end = now + overlap_ms_;
         const auto changed = connection.execute(

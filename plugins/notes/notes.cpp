@@ -96,21 +96,6 @@ std::optional<std::string> base64url_decode(std::string_view in) {
     return out;
 }
 
-std::string url_encode(std::string_view in) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : in) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        }
-    }
-    return out;
-}
-
 std::optional<std::int64_t> parse_id(std::string_view text) {
     if (text.empty() || text.size() > 18 || text.front() == '0') return std::nullopt;  // one spelling per id
     std::int64_t value = 0;
@@ -407,9 +392,9 @@ private:
             const json& last = items.back();
             json state = {{"s", sort_text}, {"id", last["id"]}, {"v", last[std::string(sort->name)]}};
             std::string query = "?limit=" + std::to_string(limit) + "&cursor=" + base64url_encode(state.dump());
-            if (request.query("sort")) query += "&sort=" + url_encode(sort_text);
+            if (request.query("sort")) query += "&sort=" + trellis::url_encode(sort_text);
             for (const char* filter : {"pinned", "title", "q"})
-                if (auto value = request.query(filter)) query += std::string("&") + filter + "=" + url_encode(*value);
+                if (auto value = request.query(filter)) query += std::string("&") + filter + "=" + trellis::url_encode(*value);
             next = collection(request, false) + query;
             // Absolute, on the URL base the client used (behind a trusted proxy: its scheme and host).
             const std::string base(request.attribute("trellis.base_url").value_or(""));

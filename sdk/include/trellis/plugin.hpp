@@ -86,6 +86,26 @@ inline void require_json_media_type(std::optional<std::string_view> content_type
                                      : std::string("Send the body as application/json (the request has no Content-Type)."));
 }
 
+/// Percent-encodes all but RFC 3986's unreserved characters (A-Z a-z 0-9 - . _ ~), for a
+/// value placed in a query string or a path segment, such as the cursor of a `next` link.
+inline std::string url_encode(std::string_view text) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(text.size());
+    for (unsigned char c : text) {
+        const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                                c == '-' || c == '.' || c == '_' || c == '~';
+        if (unreserved) {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += digits[c >> 4];
+            out += digits[c & 15];
+        }
+    }
+    return out;
+}
+
 /// Parses a request body as JSON within kMaxJsonDepth and kMaxJsonValues. Throws HttpError
 /// 400 `invalid_json`, `json_too_deep` or `json_too_many_values` (Request::json_body uses it,
 /// and so does the host's request validation).
