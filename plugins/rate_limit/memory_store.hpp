@@ -25,7 +25,7 @@ public:
     explicit MemoryStore(std::size_t max_keys) : per_shard_(std::max<std::size_t>(1, max_keys / kShards)) {}
 
     // Decides for one request and consumes when allowed. nullopt when a partition would need a
-    // new entry in a shard that is full of live ones (treated like an unreachable backend).
+    // new entry in a shard that is full of live ones (the plugin answers 429).
     // `now` is in microseconds of a monotonic clock.
     std::optional<Decision> check(const std::vector<Applicable>& list, std::int64_t now) {
         std::vector<std::string> keys;
@@ -48,7 +48,9 @@ public:
             if (now - shard.last_sweep >= kSweepEveryUs) sweep(shard, now);
             auto it = shard.tats.find(keys[i]);
             if (it == shard.tats.end() && shard.tats.size() >= per_shard_) {
-                sweep(shard, now);
+                // At most one extra sweep per shard per 100 ms, so a full shard under a flood
+                // of new keys does not sweep on every request.
+                if (now - shard.last_sweep >= kSweepEveryUs / 10) sweep(shard, now);
                 if (shard.tats.size() >= per_shard_) return std::nullopt;
             }
             stored.push_back(it == shard.tats.end() ? 0 : it->second);

@@ -27,7 +27,7 @@ constexpr const char* config_schema = R"json({
     "memory": {
       "type": "object",
       "additionalProperties": false,
-      "properties": {"max_keys": {"type": "integer", "minimum": 1000, "maximum": 100000000}}
+      "properties": {"max_keys": {"type": "integer", "minimum": 1000, "maximum": 2000000}}
     },
     "redis": {
       "type": "object",
@@ -146,14 +146,20 @@ private:
         if (list.empty()) return next();
 
         std::optional<rate_limit::Decision> decision;
-        std::string error;
         try {
             decision = redis_ ? redis_->check(list) : memory_->check(list, monotonic_us());
-            if (!decision) error = "the memory backend is full (memory.max_keys live partitions)";
         } catch (const rate_limit::BackendError& e) {
-            error = e.what();
+            return backend_failed(request, response, next, e.what());
         }
-        if (!decision) return backend_failed(request, response, next, error);
+        // The memory backend full of live partitions: a flood of new clients (an IPv6 range)
+        // must not get unlimited requests, so a new partition waits as a limited one would.
+        if (!decision) {
+            if (metrics_) rejected_.inc({"memory_full"});
+            response.problem(429, "rate_limited", "Too many clients are being limited; retry in 1 s.", request.path(),
+                             {{"retry_after", 1}});
+            response.header("Retry-After", "1");
+            return;
+        }
 
         if (!decision->allowed) {
             trellis::json violated = trellis::json::array();
