@@ -229,6 +229,11 @@ public:
         std::lock_guard lock(mutex_);
         entries_.erase(key);
     }
+    // Takes back one counted attempt that turned out to succeed.
+    void forgive(const std::string& key) {
+        std::lock_guard lock(mutex_);
+        if (auto it = entries_.find(key); it != entries_.end() && it->second.failures > 0) --it->second.failures;
+    }
 
 private:
     static constexpr std::size_t kMaxEntries = 100000;
@@ -632,16 +637,19 @@ private:
             auto connection = db_->connect();  // not held during the argon2id work
             return find_user(connection, "name", name, &hash);
         }();
+        // Counted before the verification, so that concurrent guesses cannot all pass the
+        // check above; a success takes its count back.
+        accounts_->fail(name, now);
+        addresses_->fail(address, now);
         // Unknown names verify against a dummy hash: the same work and the same answer.
         const bool match = crypto_pwhash_str_verify(principal ? hash.c_str() : dummy_hash_.c_str(), password.data(),
                                                     password.size()) == 0;
         if (!principal || !match) {
-            accounts_->fail(name, now);
-            addresses_->fail(address, now);
             audit(request, "login_failed", {{"user", name}});
             throw HttpError(401, "invalid_credentials", "The name or the password is wrong.");
         }
         accounts_->clear(name);
+        addresses_->forgive(address);
         auto connection = db_->connect();
         if (crypto_pwhash_str_needs_rehash(hash.c_str(), opslimit_, memlimit_) != 0)
             connection.execute("UPDATE auth_users SET password_hash = :hash WHERE id = :id",
@@ -726,18 +734,35 @@ private:
             throw HttpError(403, "user_token_required", "Only a user's own access token can change its password.");
         const json body = request.json_body();
         const std::string current = body["current_password"], replacement = body["new_password"];
-        auto connection = db_->connect();
+        const std::string address(request.attribute("trellis.client_address").value_or("unknown"));
+        const std::string account = "id:" + principal.value("id", "0");
+        std::int64_t now = now_seconds();
+        // Guessing the current password with a stolen access token is throttled like a login.
+        if (const std::int64_t wait = std::max(accounts_->blocked_for(account, now), addresses_->blocked_for(address, now));
+            wait > 0) {
+            response.header("Retry-After", std::to_string(wait));
+            throw HttpError(429, "too_many_attempts", "Too many failed attempts; try again later.");
+        }
         std::string hash;
-        auto user = find_user(connection, "id", std::stoll(principal.value("id", "0")), &hash);
+        auto user = [&] {
+            auto connection = db_->connect();  // not held during the argon2id work
+            return find_user(connection, "id", std::stoll(principal.value("id", "0")), &hash);
+        }();
+        accounts_->fail(account, now);  // counted first: concurrent guesses cannot all pass the check
+        addresses_->fail(address, now);
         if (!user || crypto_pwhash_str_verify(hash.c_str(), current.data(), current.size()) != 0) {
             audit(request, "password_change_refused", {{"user_id", principal.value("id", "")}});
             throw HttpError(403, "invalid_credentials", "The current password is wrong.");
         }
+        accounts_->clear(account);
+        addresses_->forgive(address);
         check_password_policy(replacement);
-        const std::int64_t now = now_seconds();
+        const std::string new_hash = hash_password(replacement);
+        now = now_seconds();
+        auto connection = db_->connect();
         auto transaction = connection.transaction();
         connection.execute("UPDATE auth_users SET password_hash = :hash, password_changed_at = :now WHERE id = :id",
-                           {{"hash", hash_password(replacement)}, {"now", now}, {"id", std::stoll(user->id)}});
+                           {{"hash", new_hash}, {"now", now}, {"id", std::stoll(user->id)}});
         connection.execute(
             "UPDATE auth_refresh_tokens SET revoked_at = :now WHERE user_id = :id AND revoked_at IS NULL",
             {{"now", now}, {"id", std::stoll(user->id)}});

@@ -277,7 +277,7 @@ TEST_CASE("concurrent rotations of one key make exactly one successor", "[api_ke
     CHECK(f.db.rows("SELECT COUNT(*) FROM api_keys WHERE rotated_from = '" + prefix_of(key) + "'")[0][0] == "1");
 }
 
-TEST_CASE("a key without a route's scope gets 403; no credentials get 401", "[api_keys]") {
+TEST_CASE("a key without a route's scope gets 403, and no credentials get 401", "[api_keys]") {
     Fixture f;
     const std::string reader = f.create("alice", {"notes.read"});
     CHECK(f.notes(reader).status == 200);
@@ -332,6 +332,11 @@ TEST_CASE("a key cannot mint a key that outlives it", "[api_keys]") {
     auto child = f.create_raw({{"scopes", {"notes.read"}}, {"expires_in", 86400}}, short_lived);
     REQUIRE(child.status == 201);
     CHECK(child.json()["expires_at"] == parent["expires_at"]);
+    // Nor by rotating itself into a longer-lived key.
+    auto rotated = f.server->request("POST", "/api_keys/keys/" + prefix_of(short_lived) + "/rotate",
+                                     R"({"expires_in": 86400})", with_key(short_lived, json_type));
+    REQUIRE(rotated.status == 201);
+    CHECK(rotated.json()["expires_at"] == parent["expires_at"]);
     // An admin's key may give a longer life.
     auto by_admin = f.create_raw({{"scopes", {"notes.read"}}, {"expires_in", 86400}}, f.bootstrap);
     REQUIRE(by_admin.status == 201);
